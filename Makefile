@@ -1,0 +1,55 @@
+# mlops-kit: `make help` lists the targets. Everything runs from the project virtualenv (.venv),
+# which the first target that needs it creates from requirements/dev.lock.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ENV ?= local
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/scripts
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST) | sort
+
+$(VENV_STAMP): requirements/dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create .venv with the pinned tools
+
+.PHONY: lock
+lock: ## Re-resolve requirements/*.in and images/mlflow/requirements.in into lock files
+	$(PY) -m mlopskit lock
+
+.PHONY: images
+images: $(VENV_STAMP) ## Build the three service images (no registry needed)
+	$(PY) -m mlopskit images
+
+.PHONY: lint
+lint: $(VENV_STAMP) ## ruff, shellcheck and yamllint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	git ls-files -z --cached --others --exclude-standard '*.sh' '.ci/run' | xargs -0 -r $(BIN)/shellcheck -x
+	$(BIN)/yamllint --strict .
+
+.PHONY: test-unit
+test-unit: $(VENV_STAMP) ## Unit tests of pure logic (no Docker)
+	$(BIN)/pytest tests/unit
+
+.PHONY: test-images
+test-images: images ## Run each image hardened under a random UID, against real peers
+	$(BIN)/pytest tests/images
+
+.PHONY: test
+test: lint test-unit test-images test-chart test-e2e ## Everything CI runs
+
+include $(sort $(wildcard mk/*.mk))

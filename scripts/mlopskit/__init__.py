@@ -1,0 +1,1 @@
+"""Tooling for the mlops-kit repository: image builds, secrets, deploy helpers."""

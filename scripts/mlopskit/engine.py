@@ -1,0 +1,70 @@
+"""Make sure a Docker engine answers, installing and starting one where we may.
+
+Debian/Ubuntu hosts without systemd (CI containers, fresh VMs) get ``docker.io`` from apt and a
+background ``dockerd``; anywhere else we stop and say what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .shell import CommandError, log, run, succeeds
+
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+DOCKERD_LOG = Path("/var/log/mlops-kit-dockerd.log")
+START_TIMEOUT_S = 60
+
+
+def _is_debian_like() -> bool:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    ids = {fields.get("ID", "").strip('"')} | set(fields.get("ID_LIKE", "").strip('"').split())
+    return bool(ids & {"debian", "ubuntu"})
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and succeeds(["docker", "info"])
+
+
+def _install_engine() -> None:
+    log("installing the Docker engine (docker.io) from the distribution's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", "docker.io"], env=env)
+
+
+def _start_daemon() -> None:
+    log(f"starting dockerd in the background (log: {DOCKERD_LOG})")
+    with DOCKERD_LOG.open("ab") as out:
+        subprocess.Popen(
+            ["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if DOCKER_SOCKET.exists() and docker_answers():
+            return
+        time.sleep(1)
+    raise CommandError(f"dockerd did not answer within {START_TIMEOUT_S}s; see {DOCKERD_LOG}")
+
+
+def ensure_engine() -> None:
+    """Return once ``docker info`` succeeds; install/start the engine on root Debian hosts."""
+    if docker_answers():
+        return
+    if os.geteuid() != 0 or not _is_debian_like():
+        raise CommandError(
+            "no Docker engine answers `docker info`. Install Docker Engine "
+            "(Debian/Ubuntu: `apt-get install docker.io`) and start it, or run as root on "
+            "Debian/Ubuntu and this tool installs it for you."
+        )
+    if shutil.which("dockerd") is None:
+        _install_engine()
+    if not docker_answers():
+        _start_daemon()

@@ -1,0 +1,51 @@
+"""Image names and tags, read from images/versions.env (the single source of truth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VERSIONS_FILE = REPO_ROOT / "images" / "versions.env"
+IMAGE_NAMES = ("postgres", "sftp", "mlflow")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    prefix: str
+    mlflow_version: str
+    postgres_major: str
+    sftp_version: str
+
+    def tag(self, name: str) -> str:
+        return {
+            "mlflow": self.mlflow_version,
+            "postgres": self.postgres_major,
+            "sftp": self.sftp_version,
+        }[name]
+
+    def ref(self, name: str) -> str:
+        return f"{self.prefix}/{name}:{self.tag(name)}"
+
+    def build_args(self, name: str) -> dict[str, str]:
+        return {"postgres": {"POSTGRES_MAJOR": self.postgres_major}}.get(name, {})
+
+
+def image_set(prefix: str | None = None) -> ImageSet:
+    values = read_env_file(VERSIONS_FILE)
+    return ImageSet(
+        prefix=prefix or values["IMAGE_PREFIX"],
+        mlflow_version=values["MLFLOW_VERSION"],
+        postgres_major=values["POSTGRES_MAJOR"],
+        sftp_version=values["SFTP_VERSION"],
+    )

@@ -1,0 +1,168 @@
+"""Fixtures that start the real images, hardened, under random UIDs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlopskit.versions import IMAGE_NAMES, ImageSet, image_set
+
+from tests.support.docker import Container, Sandbox, docker, new_secret, secret_dir
+from tests.support.keys import KeyPair, generate_keypair
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def images() -> ImageSet:
+    refs = image_set()
+    for name in IMAGE_NAMES:
+        if docker("image", "inspect", refs.ref(name), check=False).returncode != 0:
+            pytest.fail(f"image {refs.ref(name)} is missing: run `make images` first")
+    return refs
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(prefix=f"mlkit-it-{uuid.uuid4().hex[:8]}")
+    yield box
+    box.destroy()
+
+
+@dataclass
+class Postgres:
+    container: Container
+    secrets: dict[str, str]
+    secrets_dir: Path
+
+    @property
+    def port(self) -> int:
+        return self.container.host_port(5432)
+
+
+def start_postgres(sandbox: Sandbox, images: ImageSet, tmp: Path, name: str = "db") -> Postgres:
+    values = {"superuser": new_secret(), "app": new_secret()}
+    directory = secret_dir(tmp / f"{name}-secrets", values)
+    container = sandbox.run(
+        name,
+        images.ref("postgres"),
+        env={
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/db/superuser",
+            "POSTGRES_APP_PASSWORD_FILE": "/run/secrets/db/app",
+        },
+        mounts=[
+            f"{sandbox.volume(name)}:/var/lib/postgresql/data",
+            f"{directory}:/run/secrets/db:ro",
+        ],
+        publish=[5432],
+    )
+    container.wait_healthy()
+    return Postgres(container, values, directory)
+
+
+@pytest.fixture(scope="module")
+def postgres(
+    sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFactory
+) -> Postgres:
+    return start_postgres(sandbox, images, tmp_path_factory.mktemp("pg"))
+
+
+@dataclass
+class Sftp:
+    container: Container
+    keys_dir: Path
+    users: list[KeyPair]
+    mlflow_key: KeyPair
+
+    @property
+    def port(self) -> int:
+        return self.container.host_port(2222)
+
+    def host_public_key(self) -> str:
+        return self.container.exec("cat", "/data/.host-keys/ssh_host_ed25519_key.pub").strip()
+
+
+@pytest.fixture(scope="module")
+def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFactory) -> Sftp:
+    tmp = tmp_path_factory.mktemp("sftp")
+    users = [generate_keypair(tmp / "alice", "ed25519"), generate_keypair(tmp / "bob", "ed25519")]
+    mlflow_key = generate_keypair(tmp / "mlflow", "rsa")
+    keys_dir = tmp / "authorized_keys"
+    keys_dir.mkdir()
+    for pair in (*users, mlflow_key):
+        (keys_dir / f"{pair.private.name}.pub").write_text(pair.public_line + "\n")
+    keys_dir.chmod(0o755)
+    container = sandbox.run(
+        "sftp",
+        images.ref("sftp"),
+        mounts=[f"{sandbox.volume('sftp')}:/data", f"{keys_dir}:/etc/sftp/authorized_keys:ro"],
+        publish=[2222],
+    )
+    container.wait_healthy()
+    return Sftp(container, keys_dir, users, mlflow_key)
+
+
+@dataclass
+class Mlflow:
+    container: Container
+    secrets: dict[str, str]
+    username: str = "admin"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.container.host_port(5000)}"
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.secrets["admin"])
+
+
+def sftp_client_files(directory: Path, sftp: Sftp) -> Path:
+    """The MLflow→SFTP key and known_hosts, as a deploy target mounts them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    (directory / "id_rsa").write_bytes(sftp.mlflow_key.private.read_bytes())
+    lines = [
+        f"[sftp]:2222 {' '.join(key.split()[:2])}"
+        for key in sftp.container.exec(
+            "sh", "-c", "cat /data/.host-keys/ssh_host_*_key.pub"
+        ).splitlines()
+    ]
+    (directory / "known_hosts").write_text("\n".join(lines) + "\n")
+    for name in ("id_rsa", "known_hosts"):
+        (directory / name).chmod(0o644)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(
+    sandbox: Sandbox,
+    images: ImageSet,
+    postgres: Postgres,
+    sftp: Sftp,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Mlflow:
+    tmp = tmp_path_factory.mktemp("mlflow")
+    values = {"db": postgres.secrets["app"], "admin": new_secret(), "flask": new_secret()}
+    secrets_dir = secret_dir(tmp / "secrets", values)
+    ssh_dir = sftp_client_files(tmp / "sftp", sftp)
+    container = sandbox.run(
+        "mlflow",
+        images.ref("mlflow"),
+        env={
+            "MLFLOW_DB_HOST": "db",
+            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+            "MLFLOW_DB_UPGRADE": "true",
+            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+            "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com",
+        },
+        mounts=[f"{secrets_dir}:/run/secrets/mlflow:ro", f"{ssh_dir}:/etc/mlflow/sftp:ro"],
+        publish=[5000],
+    )
+    container.wait_healthy()
+    return Mlflow(container, values)

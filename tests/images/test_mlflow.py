@@ -1,0 +1,292 @@
+"""The MLflow image against the real PostgreSQL and SFTP images, with the stock mlflow client."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import psycopg2
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from tests.images.conftest import Mlflow, Postgres, Sftp, sftp_client_files
+from tests.support.docker import Sandbox, assert_config_error, docker
+from tests.support.keys import sftp_session
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def client(mlflow_server: Mlflow) -> Iterator[MlflowClient]:
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+        mlflow_server.auth
+    )
+    mlflow.set_tracking_uri(mlflow_server.url)
+    yield MlflowClient(mlflow_server.url)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def logged_run(client: MlflowClient, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    artifact = tmp_path_factory.mktemp("artifact") / "weights.bin"
+    artifact.write_bytes(os.urandom(3 * 1024 * 1024))
+    experiment = f"image-test-{uuid.uuid4().hex[:6]}"
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_param("alpha", "0.5")
+        mlflow.log_metric("rmse", 0.25)
+        mlflow.log_artifact(str(artifact))
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "artifact": artifact,
+        "sha256": sha256(artifact.read_bytes()),
+    }
+
+
+def test_server_runs_as_the_assigned_non_root_uid(mlflow_server: Mlflow) -> None:
+    uids = mlflow_server.container.exec("ps", "-eo", "uid=").split()
+    assert set(uids) == {str(mlflow_server.container.uid)}
+
+
+def test_run_is_stored_in_postgres(logged_run: dict, postgres: Postgres) -> None:
+    with psycopg2.connect(
+        host="127.0.0.1", port=postgres.port, dbname="mlflow", user="mlflow",
+        password=postgres.secrets["app"],
+    ) as conn, conn.cursor() as cur:  # fmt: skip
+        cur.execute(
+            "SELECT p.value, m.value FROM runs r JOIN params p ON p.run_uuid = r.run_uuid "
+            "JOIN metrics m ON m.run_uuid = r.run_uuid WHERE r.run_uuid = %s AND p.key = 'alpha' "
+            "AND m.key = 'rmse'",
+            (logged_run["run_id"],),
+        )
+        assert cur.fetchall() == [("0.5", 0.25)]
+
+
+def test_proxied_artifact_lands_on_sftp_byte_for_byte(logged_run: dict, sftp: Sftp) -> None:
+    run_dir = f"/data/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}"
+    path = f"{run_dir}/artifacts/weights.bin"
+    with sftp_session(sftp.port, "mlops", sftp.users[0].private) as session:
+        buffer = io.BytesIO()
+        session.getfo(path, buffer)
+    assert sha256(buffer.getvalue()) == logged_run["sha256"]
+
+
+def test_proxied_artifact_reads_back(
+    client: MlflowClient, logged_run: dict, tmp_path: Path
+) -> None:
+    local = client.download_artifacts(logged_run["run_id"], "weights.bin", str(tmp_path))
+    assert sha256(Path(local).read_bytes()) == logged_run["sha256"]
+
+
+def test_requests_without_credentials_are_refused(mlflow_server: Mlflow) -> None:
+    search = f"{mlflow_server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 401
+    assert requests.get(search, auth=("admin", "wrong-password"), timeout=10).status_code == 401
+    assert requests.get(search, auth=mlflow_server.auth, timeout=10).status_code == 200
+    assert requests.get(f"{mlflow_server.url}/health", timeout=10).status_code == 200
+
+
+def test_only_allowed_host_headers_are_served(mlflow_server: Mlflow) -> None:
+    search = f"{mlflow_server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def status(host: str) -> int:
+        headers = {"Host": host}
+        return requests.get(
+            search, auth=mlflow_server.auth, headers=headers, timeout=10
+        ).status_code
+
+    assert status("mlflow.example.com") == 200
+    assert status("mlflow.example.com:8443") == 200
+    assert status("evil.example.com") == 403
+
+
+def test_prometheus_metrics_are_exposed(mlflow_server: Mlflow, logged_run: dict) -> None:
+    response = requests.get(f"{mlflow_server.url}/metrics", auth=mlflow_server.auth, timeout=10)
+    assert response.status_code == 200
+    assert "mlflow_http_request_total" in response.text
+
+
+def test_artifacts_still_flow_after_sftp_restarts(
+    client: MlflowClient, logged_run: dict, sftp: Sftp, tmp_path: Path
+) -> None:
+    sftp.container.restart()
+    sftp.container.wait_healthy()
+    fresh = tmp_path / "after-restart.txt"
+    fresh.write_text("written after the SFTP server restarted")
+    client.log_artifact(logged_run["run_id"], str(fresh))
+    local = client.download_artifacts(
+        logged_run["run_id"], "after-restart.txt", str(tmp_path / "d")
+    )
+    assert Path(local).read_text() == fresh.read_text()
+
+
+def test_everything_survives_restarting_every_container(
+    client: MlflowClient,
+    logged_run: dict,
+    mlflow_server: Mlflow,
+    postgres: Postgres,
+    sftp: Sftp,
+    tmp_path: Path,
+) -> None:
+    for container in (postgres.container, sftp.container, mlflow_server.container):
+        container.restart()
+    for container in (postgres.container, sftp.container, mlflow_server.container):
+        container.wait_healthy()
+    # Docker may publish a new host port after a restart; ask again.
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(logged_run["run_id"])
+    assert run.data.params == {"alpha": "0.5"}
+    local = client.download_artifacts(logged_run["run_id"], "weights.bin", str(tmp_path))
+    assert sha256(Path(local).read_bytes()) == logged_run["sha256"]
+
+
+DIRECT_CLIENT = """
+import hashlib, json, os, sys, tempfile, mlflow
+from mlflow.tracking import MlflowClient
+mlflow.set_tracking_uri("http://mlflow-direct:5000")
+mlflow.set_experiment("direct-sftp")
+payload = os.urandom(256 * 1024)
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "direct.bin")
+    open(path, "wb").write(payload)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(path)
+    back = MlflowClient().download_artifacts(run.info.run_id, "direct.bin", tmp + "/d")
+    print(json.dumps({
+        "run_id": run.info.run_id,
+        "artifact_uri": run.info.artifact_uri,
+        "sha_logged": hashlib.sha256(payload).hexdigest(),
+        "sha_read": hashlib.sha256(open(back, "rb").read()).hexdigest(),
+    }))
+"""
+
+
+def test_direct_sftp_artifact_root(
+    sandbox: Sandbox, images, postgres: Postgres, sftp: Sftp, tmp_path: Path
+) -> None:
+    """Clients write to sftp:// themselves; the server only lists (auth off in this mode)."""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "db").write_text(postgres.secrets["app"])
+    (secrets_dir / "db").chmod(0o644)
+    secrets_dir.chmod(0o755)
+    ssh_dir = sftp_client_files(tmp_path / "sftp", sftp)
+    root = "sftp://mlops@sftp:2222/data/artifacts/direct"
+    server = sandbox.run(
+        "mlflow-direct",
+        images.ref("mlflow"),
+        env={
+            "MLFLOW_DB_HOST": "db",
+            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+            "MLFLOW_AUTH_ENABLED": "false",
+            "MLFLOW_SERVE_ARTIFACTS": "false",
+            "MLFLOW_DEFAULT_ARTIFACT_ROOT": root,
+            "MLFLOW_ALLOWED_HOSTS": "mlflow-direct",
+        },
+        mounts=[f"{secrets_dir}:/run/secrets/mlflow:ro", f"{ssh_dir}:/etc/mlflow/sftp:ro"],
+        publish=[5000],
+    )
+    server.wait_healthy()
+    # The client side of direct mode: a key, known_hosts with a bare host line, ~/.ssh/config.
+    home = tmp_path / "client-home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_bytes(sftp.mlflow_key.private.read_bytes())
+    known = (ssh_dir / "known_hosts").read_text().replace("[sftp]:2222", "sftp")
+    (home / ".ssh" / "known_hosts").write_text(known)
+    (home / ".ssh" / "config").write_text("Host sftp\n  IdentityFile ~/.ssh/id_rsa\n")
+    (home / "client.py").write_text(DIRECT_CLIENT)
+    for path in (home, home / ".ssh", *home.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    result = sandbox.run_to_exit(
+        images.ref("mlflow"),
+        env={"HOME": "/client"},
+        mounts=[f"{home}:/client:ro"],
+        entrypoint="/opt/mlflow/bin/python",
+        command=["/client/client.py"],
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["artifact_uri"].startswith(root)
+    assert report["sha_read"] == report["sha_logged"]
+    listing = requests.get(
+        f"http://127.0.0.1:{server.host_port(5000)}/api/2.0/mlflow/artifacts/list",
+        params={"run_id": report["run_id"]},
+        timeout=30,
+    ).json()
+    assert [f["path"] for f in listing["files"]] == ["direct.bin"]
+    remote = report["artifact_uri"].removeprefix("sftp://mlops@sftp:2222") + "/direct.bin"
+    with sftp_session(sftp.port, "mlops", sftp.users[0].private) as session:
+        assert session.stat(remote).st_size == 256 * 1024
+
+
+def test_no_secret_in_docker_inspect_or_process_lists(
+    sandbox: Sandbox, mlflow_server: Mlflow, postgres: Postgres, sftp: Sftp, logged_run: dict
+) -> None:
+    secret_values = [*postgres.secrets.values(), *mlflow_server.secrets.values()]
+    for container in (postgres.container, sftp.container, mlflow_server.container):
+        inspect = docker("inspect", container.name).stdout
+        processes = container.exec("ps", "-eo", "args") + container.exec("ps", "auxww")
+        for value in secret_values:
+            assert value not in inspect, f"a secret shows in docker inspect {container.name}"
+            assert value not in processes, f"a secret shows in ps inside {container.name}"
+        # The check above must be able to fail: the secret files are there to be read.
+    assert postgres.secrets["app"] in mlflow_server.container.exec("cat", "/run/secrets/mlflow/db")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "MLFLOW_DB_HOST is required"),
+        ({"MLFLOW_DB_HOST": "db"}, "MLFLOW_DB_PASSWORD is required"),
+        (
+            {"MLFLOW_DB_HOST": "db", "MLFLOW_DB_PASSWORD": "x"},
+            "MLFLOW_ARTIFACTS_DESTINATION is required",
+        ),
+        (
+            {
+                "MLFLOW_DB_HOST": "db", "MLFLOW_DB_PASSWORD": "x",
+                "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "short", "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+            },
+            "MLFLOW_AUTH_ADMIN_PASSWORD is 5 characters long",
+        ),
+        (
+            {
+                "MLFLOW_DB_HOST": "db", "MLFLOW_DB_PASSWORD": "x", "MLFLOW_AUTH_ENABLED": "false",
+                "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+            },
+            "MLFLOW_SFTP_PRIVATE_KEY_FILE=/etc/mlflow/sftp/id_rsa is not readable",
+        ),
+        (
+            {
+                "MLFLOW_DB_HOST": "db", "MLFLOW_DB_PASSWORD": "x", "MLFLOW_AUTH_ENABLED": "false",
+                "MLFLOW_ARTIFACTS_DESTINATION": "file:///tmp/a", "MLFLOW_WORKERS": "many",
+            },
+            "MLFLOW_WORKERS='many' must be",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_configuration_fails_at_once_with_one_line(
+    sandbox: Sandbox, images, env: dict[str, str], message: str
+) -> None:
+    result = sandbox.run_to_exit(images.ref("mlflow"), env=env)
+    assert_config_error(result, message)

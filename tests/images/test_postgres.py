@@ -1,0 +1,112 @@
+"""The PostgreSQL image, hardened under a random UID, against a real psycopg2 client."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from tests.images.conftest import Postgres
+from tests.support.docker import Sandbox, assert_config_error, new_secret
+
+pytestmark = pytest.mark.docker
+
+
+def connect(
+    pg: Postgres, dbname: str = "mlflow", user: str = "mlflow", password: str | None = None
+):
+    return psycopg2.connect(
+        host="127.0.0.1", port=pg.port, dbname=dbname, user=user,
+        password=pg.secrets["app"] if password is None else password, connect_timeout=5,
+    )  # fmt: skip
+
+
+def test_runs_as_the_assigned_non_root_uid(postgres: Postgres) -> None:
+    assert postgres.container.health() == "healthy"
+    assert postgres.container.exec("id", "-u").strip() == str(postgres.container.uid)
+    assert postgres.container.exec("id", "-g").strip() == "0"
+
+
+def test_app_user_owns_the_tracking_and_auth_databases(postgres: Postgres) -> None:
+    for database in ("mlflow", "mlflow_auth"):
+        with connect(postgres, database) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT current_user, pg_get_userbyid(datdba) FROM pg_database "
+                "WHERE datname = current_database()"
+            )
+            assert cur.fetchone() == ("mlflow", "mlflow")
+
+
+def test_superuser_password_comes_from_its_secret(postgres: Postgres) -> None:
+    superuser = connect(postgres, "postgres", "postgres", postgres.secrets["superuser"])
+    with superuser, superuser.cursor() as cur:
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cur.fetchone() == (True,)
+
+
+@pytest.mark.parametrize("user", ["mlflow", "postgres"])
+def test_wrong_password_is_rejected(postgres: Postgres, user: str) -> None:
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        connect(postgres, "postgres", user, "not-the-password")
+
+
+def test_data_survives_a_restart(postgres: Postgres) -> None:
+    with connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS survivor (v text)")
+        cur.execute("INSERT INTO survivor VALUES ('still here')")
+    conn.close()
+    postgres.container.restart()
+    postgres.container.wait_healthy()
+    with connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT v FROM survivor")
+        assert ("still here",) in cur.fetchall()
+
+
+def test_stops_cleanly_on_sigterm(postgres: Postgres) -> None:
+    postgres.container.restart()  # docker restart sends SIGTERM first
+    assert "database system is shut down" in postgres.container.logs()
+    postgres.container.wait_healthy()
+
+
+def test_rotated_app_password_applies_on_restart(postgres: Postgres) -> None:
+    rotated = new_secret()
+    (postgres.secrets_dir / "app").write_text(rotated + "\n")
+    postgres.container.restart()
+    postgres.container.wait_healthy()
+    try:
+        with connect(postgres, password=rotated) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        with pytest.raises(psycopg2.OperationalError):
+            connect(postgres, password=postgres.secrets["app"])
+    finally:
+        postgres.secrets["app"] = rotated
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"POSTGRES_APP_PASSWORD": "x"}, "POSTGRES_PASSWORD is required"),
+        ({"POSTGRES_PASSWORD": "x"}, "POSTGRES_APP_PASSWORD is required"),
+        (
+            {
+                "POSTGRES_PASSWORD": "x",
+                "POSTGRES_PASSWORD_FILE": "/x",
+                "POSTGRES_APP_PASSWORD": "y",
+            },
+            "both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE",
+        ),
+        (
+            {"POSTGRES_PASSWORD_FILE": "/nope", "POSTGRES_APP_PASSWORD": "y"},
+            "POSTGRES_PASSWORD_FILE=/nope is not a readable file",
+        ),
+        (
+            {"POSTGRES_PASSWORD": "x", "POSTGRES_APP_PASSWORD": "y", "POSTGRES_APP_DB": "Bad-Name"},
+            "POSTGRES_APP_DB='Bad-Name' must match",
+        ),
+    ],
+)
+def test_bad_configuration_fails_at_once_with_one_line(
+    sandbox: Sandbox, images, env: dict[str, str], message: str
+) -> None:
+    result = sandbox.run_to_exit(images.ref("postgres"), env=env)
+    assert_config_error(result, message)
