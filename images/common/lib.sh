@@ -42,8 +42,9 @@ require_identifier() {
 
 # require_port VAR
 require_port() {
-  [[ ${!1-} =~ ^[0-9]+$ ]] && ((${!1} >= 1024 && ${!1} <= 65535)) ||
+  if ! [[ ${!1-} =~ ^[0-9]+$ ]] || ((${!1} < 1024 || ${!1} > 65535)); then
     die "$1='${!1-}' must be a port number from 1024 to 65535 (the container runs unprivileged)"
+  fi
 }
 
 # nss_identity NAME HOME SHELL: give the running UID (arbitrary, group 0) a passwd entry, as
@@ -61,5 +62,5 @@ nss_identity() {
 # runtime_dir: create the private scratch directory; /tmp must be a writable mount.
 runtime_dir() {
   [[ -w /tmp ]] || die "/tmp is not writable; mount a tmpfs there (docker: --tmpfs /tmp)"
-  mkdir -p -m 0700 "$RUNTIME_DIR"
+  install -d -m 0700 "$RUNTIME_DIR"
 }

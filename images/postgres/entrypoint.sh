@@ -23,7 +23,7 @@ require_port POSTGRES_PORT
 
 runtime_dir
 nss_identity postgres /var/lib/postgresql /usr/sbin/nologin
-mkdir -p -m 0700 "$RUNTIME_DIR/socket" "$RUNTIME_DIR/bootstrap"
+install -d -m 0700 "$RUNTIME_DIR/socket" "$RUNTIME_DIR/bootstrap"
 data_root=$(dirname "$PGDATA")
 [[ -w $data_root ]] ||
   die "$data_root is not writable by UID $(id -u) GID $(id -g); mount a volume writable by group 0"

@@ -28,18 +28,18 @@ runtime_dir
 # sshd's StrictModes walks from authorized_keys up to the home directory; a private home
 # on the tmpfs passes that check whatever the volume's ownership is.
 home="$RUNTIME_DIR/home"
-mkdir -p -m 0700 "$home/.ssh" "$RUNTIME_DIR/host-keys"
+install -d -m 0700 "$home" "$home/.ssh" "$RUNTIME_DIR/host-keys"
 nss_identity "$SFTP_USERNAME" "$home" /usr/sbin/nologin
 
 # Authorized keys: one file, or every non-hidden file of a directory (one per person).
 keys="$home/.ssh/authorized_keys"
 if [[ -d $SFTP_AUTHORIZED_KEYS ]]; then
-  # sed '$a\' ends every file with a newline, so a key file without one (a ConfigMap value)
+  # awk 1 ends every file with a newline, so a key file without one (a ConfigMap value)
   # does not glue its last key to the next file's first.
   find -L "$SFTP_AUTHORIZED_KEYS" -maxdepth 1 -type f ! -name '.*' -print0 | sort -z |
-    xargs -0 -r sed -s -e '$a\' >"$keys"
+    xargs -0 -r awk 1 >"$keys"
 elif [[ -f $SFTP_AUTHORIZED_KEYS ]]; then
-  sed -e '$a\' "$SFTP_AUTHORIZED_KEYS" >"$keys"
+  awk 1 "$SFTP_AUTHORIZED_KEYS" >"$keys"
 else
   die "SFTP_AUTHORIZED_KEYS=$SFTP_AUTHORIZED_KEYS does not exist; mount a public-key file or directory there"
 fi
@@ -59,7 +59,7 @@ shopt -s nullglob
 mounted=("$SFTP_HOST_KEYS_DIR"/ssh_host_*_key)
 if ((${#mounted[@]} == 0)); then
   generated="$SFTP_DATA_ROOT/.host-keys"
-  mkdir -p -m 0700 "$generated"
+  install -d -m 0700 "$generated"
   for type in ed25519 rsa; do
     if [[ ! -s $generated/ssh_host_${type}_key ]]; then
       log "generating the $type host key in $generated"

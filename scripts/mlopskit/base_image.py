@@ -6,12 +6,12 @@ host's apt sources so the same code works behind any mirror.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from .engine import apt_install
 from .shell import CommandError, log, run, succeeds
 
 # The image we build ourselves when the requested base cannot be had.
@@ -50,9 +50,7 @@ def host_debian_mirror(paths: tuple[Path, ...] = APT_SOURCES) -> str:
 
 def _debootstrap(mirror: str, tag: str) -> None:
     if shutil.which("debootstrap") is None:
-        if os.geteuid() != 0:
-            raise CommandError("debootstrap is missing: `apt-get install debootstrap` as root")
-        run(["apt-get", "install", "-y", "-qq", "debootstrap"])
+        apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="mlops-kit-rootfs-") as rootfs:
         log(f"building {tag} with debootstrap from {mirror}")
         run(["debootstrap", "--variant=minbase", SUITE, rootfs, mirror], capture=True)

@@ -33,11 +33,16 @@ def docker_answers() -> bool:
     return shutil.which("docker") is not None and succeeds(["docker", "info"])
 
 
-def _install_engine() -> None:
-    log("installing the Docker engine (docker.io) from the distribution's packages")
+def apt_install(*packages: str) -> None:
+    """Install Debian packages as root (the package lists may be empty on a fresh machine)."""
+    if os.geteuid() != 0 or not _is_debian_like():
+        raise CommandError(
+            f"{', '.join(packages)} missing: install it (Debian/Ubuntu: apt-get install "
+            f"{' '.join(packages)}) or run as root on Debian/Ubuntu"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update", "-qq"], env=env)
-    run(["apt-get", "install", "-y", "-qq", "docker.io"], env=env)
+    run(["apt-get", "install", "-y", "-qq", *packages], env=env)
 
 
 def _start_daemon() -> None:
@@ -65,6 +70,7 @@ def ensure_engine() -> None:
             "Debian/Ubuntu and this tool installs it for you."
         )
     if shutil.which("dockerd") is None:
-        _install_engine()
+        log("installing the Docker engine (docker.io) from the distribution's packages")
+        apt_install("docker.io")
     if not docker_answers():
         _start_daemon()

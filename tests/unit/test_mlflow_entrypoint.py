@@ -1,0 +1,168 @@
+"""Pure logic of the MLflow image's entrypoint: parsing the contract, never leaking secrets."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "mlflow" / "entrypoint.py"
+
+
+@pytest.fixture(scope="module")
+def ep() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mlflow_entrypoint", ENTRYPOINT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    key = tmp_path / "id_rsa"
+    known = tmp_path / "known_hosts"
+    key.write_text("key")
+    known.write_text("[sftp]:2222 ssh-ed25519 AAAA\n")
+    return {
+        "MLFLOW_DB_HOST": "db",
+        "MLFLOW_DB_PASSWORD": "p@ss:w/rd%",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-long",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret",
+        "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+        "MLFLOW_SFTP_PRIVATE_KEY_FILE": str(key),
+        "MLFLOW_SFTP_KNOWN_HOSTS_FILE": str(known),
+    }
+
+
+def test_db_uri_is_built_for_psycopg2_with_quoted_credentials(ep, env) -> None:
+    settings = ep.load_settings(env)
+    assert (
+        settings.backend_store_uri
+        == "postgresql+psycopg2://mlflow:p%40ss%3Aw%2Frd%25@db:5432/mlflow"
+    )
+    assert settings.auth_db_uri.endswith("@db:5432/mlflow_auth")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
+        ("postgres://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
+        ("postgresql+psycopg2://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_postgresql_uris_get_the_psycopg2_driver(ep, given: str, expected: str) -> None:
+    assert ep.normalize_db_uri(given) == expected
+
+
+def test_secret_from_file_wins_and_both_is_an_error(ep, env, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    del env["MLFLOW_DB_PASSWORD"]
+    env["MLFLOW_DB_PASSWORD_FILE"] = str(secret)
+    assert ":from-file@" in ep.load_settings(env).backend_store_uri
+    env["MLFLOW_DB_PASSWORD"] = "inline"
+    with pytest.raises(ep.ConfigError, match="both MLFLOW_DB_PASSWORD and MLFLOW_DB_PASSWORD_FILE"):
+        ep.load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_DB_HOST": ""}, "MLFLOW_DB_HOST is required"),
+        ({"MLFLOW_DB_PASSWORD": ""}, "MLFLOW_DB_PASSWORD is required"),
+        ({"MLFLOW_DB_PASSWORD": "", "MLFLOW_DB_PASSWORD_FILE": "/nope"}, "cannot be read"),
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, "5 characters long"),
+        ({"MLFLOW_FLASK_SERVER_SECRET_KEY": ""}, "MLFLOW_FLASK_SERVER_SECRET_KEY is required"),
+        ({"MLFLOW_AUTH_DB_NAME": "mlflow"}, "auth database must differ"),
+        ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "ALL"}, "must be one of READ"),
+        ({"MLFLOW_ARTIFACTS_DESTINATION": ""}, "MLFLOW_ARTIFACTS_DESTINATION is required"),
+        ({"MLFLOW_SERVE_ARTIFACTS": "false"}, "MLFLOW_DEFAULT_ARTIFACT_ROOT is required"),
+        ({"MLFLOW_SERVE_ARTIFACTS": "maybe"}, "must be true or false"),
+        ({"MLFLOW_PORT": "80"}, "between 1024 and 65535"),
+        ({"MLFLOW_WORKERS": "0"}, "between 1 and 64"),
+        ({"MLFLOW_SFTP_PRIVATE_KEY_FILE": "/nope"}, "MLFLOW_SFTP_PRIVATE_KEY_FILE=/nope"),
+    ],
+)
+def test_bad_settings_name_the_variable(ep, env, change: dict[str, str], message: str) -> None:
+    env.update(change)
+    with pytest.raises(ep.ConfigError, match=message):
+        ep.load_settings(env)
+
+
+def test_auth_off_needs_no_auth_secrets(ep, env) -> None:
+    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        del env[name]
+    env["MLFLOW_AUTH_ENABLED"] = "false"
+    settings = ep.load_settings(env)
+    assert "--app-name" not in ep.server_argv(settings)
+
+
+def test_sftp_files_are_only_needed_for_sftp_uris(ep, env) -> None:
+    env["MLFLOW_ARTIFACTS_DESTINATION"] = "file:///tmp/artifacts"
+    env["MLFLOW_SFTP_PRIVATE_KEY_FILE"] = "/nope"
+    assert not ep.load_settings(env).uses_sftp
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected_extra"),
+    [
+        ("mlflow.example.com", ["mlflow.example.com", "mlflow.example.com:*"]),
+        ("mlflow.example.com:443", ["mlflow.example.com:443"]),
+        ("[fd00::1]", ["[fd00::1]", "[fd00::1]:*"]),
+        (" a , b:80 ", ["a", "a:*", "b:80"]),
+    ],
+)
+def test_allowed_hosts_match_any_port_unless_one_is_given(ep, raw: str, expected_extra) -> None:
+    hosts = ep.expand_allowed_hosts(raw).split(",")
+    assert hosts[: len(ep.LOCAL_HOSTS)] == list(ep.LOCAL_HOSTS)
+    assert hosts[len(ep.LOCAL_HOSTS) :] == expected_extra
+
+
+def test_empty_allowed_hosts_keep_mlflow_defaults_and_star_stays_star(ep) -> None:
+    assert ep.expand_allowed_hosts(" , ") == ""
+    assert ep.expand_allowed_hosts("a,*") == "*"
+
+
+def test_known_hosts_get_bare_host_twins_for_pysftp(ep) -> None:
+    text = "[sftp]:2222 ssh-ed25519 AAAA\n[a]:22,[b]:2222 ssh-rsa BBBB\nplain ssh-rsa CCCC\n# c\n"
+    lines = ep.bare_host_known_hosts(text).splitlines()
+    assert "sftp ssh-ed25519 AAAA" in lines
+    assert "a,b ssh-rsa BBBB" in lines
+    assert lines.count("plain ssh-rsa CCCC") == 1
+    assert "[sftp]:2222 ssh-ed25519 AAAA" in lines
+
+
+def test_server_argv_holds_no_secret(ep, env) -> None:
+    settings = ep.load_settings(env)
+    argv = " ".join(ep.server_argv(settings))
+    for secret in ("p@ss", "p%40ss", "admin-password-long", "flask-secret"):
+        assert secret not in argv
+    assert "--serve-artifacts" in argv
+    assert "--app-name basic-auth" in argv
+
+
+def test_runtime_files_keep_secrets_private_and_escape_percent(
+    ep, env, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    settings = ep.load_settings(env)
+    server_env = dict(env, MLFLOW_DB_PASSWORD_FILE="/x")
+    ep.prepare_runtime(settings, server_env)
+    ini = tmp_path / "runtime" / "basic_auth.ini"
+    assert ini.stat().st_mode & 0o777 == 0o600
+    assert "p%%40ss%%3Aw%%2Frd%%25" in ini.read_text()
+    assert "MLFLOW_DB_PASSWORD" not in server_env
+    assert "MLFLOW_DB_PASSWORD_FILE" not in server_env
+    assert server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    ssh = tmp_path / "runtime" / "home" / ".ssh"
+    assert (ssh / "id_rsa").stat().st_mode & 0o777 == 0o600
+    assert "sftp ssh-ed25519 AAAA" in (ssh / "known_hosts").read_text()

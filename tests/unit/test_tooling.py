@@ -1,0 +1,80 @@
+"""Pure logic of the build tooling: mirrors, versions, extra CA staging."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from mlopskit.base_image import host_debian_mirror
+from mlopskit.build import stage_extra_ca
+from mlopskit.shell import CommandError
+from mlopskit.versions import REPO_ROOT, image_set, read_env_file
+
+
+def test_mirror_from_deb822_sources_skips_security(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.list.d"
+    sources.mkdir()
+    (sources / "a-security.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+    (sources / "debian.sources").write_text(
+        "Types: deb\n# URIs: http://commented.example\nURIs: http://mirror.example/debian\n"
+    )
+    assert host_debian_mirror((sources, tmp_path / "none")) == "http://mirror.example/debian"
+
+
+def test_mirror_from_one_line_sources_list(tmp_path: Path) -> None:
+    listing = tmp_path / "sources.list"
+    listing.write_text(
+        "# deb http://old.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://local.mirror/debian bookworm main\n"
+    )
+    assert host_debian_mirror((tmp_path / "none", listing)) == "http://local.mirror/debian"
+
+
+def test_no_mirror_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="no Debian mirror found"):
+        host_debian_mirror((tmp_path / "none",))
+
+
+def test_extra_ca_staging_copies_only_certificates(tmp_path: Path) -> None:
+    source = tmp_path / "ca"
+    (source / "nested").mkdir(parents=True)
+    (source / "corp.crt").write_text("A")
+    (source / "nested" / "proxy.crt").write_text("B")
+    (source / "README").write_text("not a cert")
+    target = tmp_path / "ctx" / ".build-ca"
+    target.mkdir(parents=True)
+    (target / "stale.crt").write_text("old")
+    assert stage_extra_ca(source, target) == 2
+    assert sorted(p.name for p in target.iterdir()) == ["corp.crt", "proxy.crt"]
+    assert stage_extra_ca(tmp_path / "missing", target) == 0
+    assert list(target.iterdir()) == []
+
+
+def pinned(path: Path, package: str) -> str:
+    match = re.search(rf"^{re.escape(package)}(?:\[[^\]]*\])?==(\S+)", path.read_text(), re.M)
+    assert match, f"{package} is not pinned in {path}"
+    return match.group(1)
+
+
+def test_mlflow_version_is_the_same_everywhere() -> None:
+    version = read_env_file(REPO_ROOT / "images" / "versions.env")["MLFLOW_VERSION"]
+    assert pinned(REPO_ROOT / "images" / "mlflow" / "requirements.in", "mlflow") == version
+    assert pinned(REPO_ROOT / "images" / "mlflow" / "requirements.lock", "mlflow") == version
+    assert pinned(REPO_ROOT / "requirements" / "dev.in", "mlflow") == version
+    assert pinned(REPO_ROOT / "requirements" / "dev.lock", "mlflow") == version
+    assert image_set().ref("mlflow") == f"mlops-kit/mlflow:{version}"
+
+
+@pytest.mark.parametrize("lock", ["images/mlflow/requirements.lock", "requirements/dev.lock"])
+def test_lock_files_pin_every_package_and_paramiko_below_4(lock: str) -> None:
+    lines = [
+        line
+        for line in (REPO_ROOT / lock).read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines
+    assert all("==" in line for line in lines), [line for line in lines if "==" not in line]
+    assert int(pinned(REPO_ROOT / lock, "paramiko").split(".")[0]) < 4
