@@ -45,6 +45,9 @@ def build_image(images: ImageSet, name: str, base_image: str) -> float:
     ]  # fmt: skip
     for key, value in images.build_args(name).items():
         args += ["--build-arg", f"{key}={value}"]
+    if os.environ.get("NO_CACHE"):
+        # A rebuild from scratch picks up Debian security updates and new wheels' builds.
+        args.append("--no-cache")
     if index := os.environ.get("PIP_INDEX_URL", ""):
         args += ["--build-arg", f"PIP_INDEX_URL={index}"]
     started = time.monotonic()
