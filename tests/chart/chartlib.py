@@ -1,0 +1,89 @@
+"""Rendering the chart and walking its output: shared by the tests in tests/chart."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_ROOT / "charts" / "mlops-kit"
+RELEASE = "smoke"
+NAMESPACE = "mlops-test"
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
+# Kinds that are not in Kubernetes' own schemas (CRDs of OpenShift and prometheus-operator).
+CRD_KINDS = {"Route", "ServiceMonitor"}
+OPENSHIFT_API = ["--api-versions", "route.openshift.io/v1"]
+
+
+class RenderError(Exception):
+    """helm template failed; the message is helm's."""
+
+
+@dataclass
+class Rendered:
+    """The documents of one `helm template` run, with look-ups by kind and component."""
+
+    docs: list[dict[str, Any]]
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [doc for doc in self.docs if doc["kind"] == kind]
+
+    def get(self, kind: str, name_suffix: str) -> dict[str, Any]:
+        found = [d for d in self.of_kind(kind) if d["metadata"]["name"].endswith(name_suffix)]
+        if len(found) != 1:
+            names = [d["metadata"]["name"] for d in self.of_kind(kind)]
+            raise KeyError(f"{len(found)} {kind} named *{name_suffix} in {names}")
+        return found[0]
+
+    def names(self, kind: str) -> set[str]:
+        return {doc["metadata"]["name"] for doc in self.of_kind(kind)}
+
+
+def helm_template(
+    helm: Path, values: dict[str, Any], extra_args: list[str] | tuple[str, ...] = ()
+) -> Rendered:
+    """Run helm template with values (as a file) and return the parsed documents."""
+    command = [
+        str(helm), "template", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE,
+        "--values", "-", *extra_args,
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, input=yaml.safe_dump(values), capture_output=True, text=True, timeout=180
+    )
+    if result.returncode != 0:
+        raise RenderError(result.stderr.strip())
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return Rendered(docs=docs)
+
+
+def pod_specs(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind/name, pod spec) for every workload, hooks included."""
+    for doc in rendered.docs:
+        kind = doc["kind"]
+        if kind not in POD_KINDS:
+            continue
+        spec = doc["spec"]
+        if kind == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if kind != "Pod":
+            spec = spec["template"]["spec"]
+        yield f"{kind}/{doc['metadata']['name']}", spec
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(spec.get("initContainers") or []) + list(spec["containers"])
+
+
+def env_names(container: dict[str, Any]) -> set[str]:
+    return {item["name"] for item in container.get("env") or []}
+
+
+def env_map(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item.get("value", "") for item in container.get("env") or []}

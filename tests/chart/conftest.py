@@ -1,0 +1,103 @@
+"""Fixtures of the chart tests: helm from PATH or the pinned wheel, cached renders."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chartlib import OPENSHIFT_API, Rendered, helm_template
+from mlopskit.k8s_tools import find_tool
+
+# A syntactically valid public key (public material; it authorizes nothing anywhere).
+ED25519_PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+# The matrix of the issue: each case is (values, extra helm arguments).
+EXISTING_SECRETS: dict[str, Any] = {
+    "mlflow": {
+        "auth": {"existingSecret": "team-mlflow-auth"},
+        "sftpClientKey": {"existingSecret": "team-mlflow-sftp-key"},
+    },
+    "postgresql": {"auth": {"existingSecret": "team-postgresql"}},
+    "sftp": {"hostKeys": {"existingSecret": "team-sftp-host-keys"}},
+}
+MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "defaults": ({}, []),
+    "openshift": ({"mlflow": {"route": {"host": "mlflow.apps.example.com"}}}, OPENSHIFT_API),
+    "external-db": (
+        {
+            "postgresql": {"enabled": False},
+            "externalDatabase": {
+                "host": "db.example.com",
+                "port": 6432,
+                "database": "tracking",
+                "authDatabase": "tracking_auth",
+                "user": "mlflow_app",
+                "sslmode": "require",
+                "existingSecret": "external-db",
+                "existingSecretPasswordKey": "db-password",
+            },
+        },
+        [],
+    ),
+    "external-sftp": (
+        {
+            "sftp": {"enabled": False},
+            "externalSftp": {
+                "host": "files.example.com",
+                "port": 22,
+                "username": "mlflow",
+                "artifactsPath": "/srv/mlflow",
+                "dvcPath": "/srv/dvc",
+                "knownHosts": f"files.example.com {ED25519_PUBLIC}",
+            },
+        },
+        [],
+    ),
+    "auth-off": ({"mlflow": {"auth": {"enabled": False}}}, []),
+    "hpa": (
+        {"mlflow": {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80}}},
+        [],
+    ),
+    "existing-secrets": (EXISTING_SECRETS, []),
+    # Not in the issue's list, but the Docker target has this mode: the drift check needs it.
+    "direct-artifacts": (
+        {
+            "mlflow": {
+                "serveArtifacts": False,
+                "ingress": {
+                    "enabled": True,
+                    "host": "mlflow.example.com",
+                    "tls": {"enabled": True},
+                },
+                "metrics": {"serviceMonitor": {"enabled": True}},
+            },
+            "networkPolicy": {"sftpClientCIDRs": ["10.20.0.0/16"]},
+            "sftp": {"service": {"type": "LoadBalancer"}},
+        },
+        [],
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return find_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def matrix_renders(helm: Path) -> dict[str, Rendered]:
+    """Every matrix case rendered once; helm's RSA key generation is slow, so in parallel."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {
+            case: pool.submit(helm_template, helm, values, args)
+            for case, (values, args) in MATRIX.items()
+        }
+        return {case: future.result() for case, future in futures.items()}
+
+
+@pytest.fixture(params=sorted(MATRIX))
+def case(request: pytest.FixtureRequest, matrix_renders: dict[str, Rendered]) -> Rendered:
+    rendered = matrix_renders[request.param]
+    rendered.extra["case"] = request.param
+    return rendered

@@ -1,0 +1,265 @@
+"""The rendered pods fill the images' contract (images/README.md) and nothing else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartlib import REPO_ROOT, Rendered, containers, env_map, env_names, pod_specs
+from contract import ImageContract, parse_contract
+from mlopskit.versions import image_set
+
+CONTRACT = parse_contract()
+CHART_YAML = yaml.safe_load((REPO_ROOT / "charts" / "mlops-kit" / "Chart.yaml").read_text())
+CHART_VALUES = yaml.safe_load((REPO_ROOT / "charts" / "mlops-kit" / "values.yaml").read_text())
+# Main containers (and the migration step) by the image they run.
+COMPONENT_CONTAINERS = {
+    "mlflow": "mlflow",
+    "migrate": "mlflow",
+    "postgresql": "postgresql",
+    "sftp": "sftp",
+}
+
+
+def component_containers(rendered: Rendered) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(component, container, pod spec) for the containers that run an image's entrypoint."""
+    found = []
+    for _, spec in pod_specs(rendered):
+        for container in containers(spec):
+            component = COMPONENT_CONTAINERS.get(container["name"])
+            if component:
+                found.append((component, container, spec))
+    return found
+
+
+def test_the_contract_parses() -> None:
+    """Guards the parser: a reshaped images/README.md fails here instead of passing vacuously."""
+    assert CONTRACT["mlflow"].variables["MLFLOW_DB_PASSWORD"] is True
+    assert CONTRACT["mlflow"].variables["MLFLOW_DB_HOST"] is False
+    assert CONTRACT["postgresql"].variables["POSTGRES_APP_PASSWORD"] is True
+    assert "SFTP_AUTHORIZED_KEYS" in CONTRACT["sftp"].variables
+    assert (CONTRACT["postgresql"].port, CONTRACT["postgresql"].volume) == (
+        5432,
+        "/var/lib/postgresql/data",
+    )
+    assert (CONTRACT["sftp"].port, CONTRACT["sftp"].volume) == (2222, "/data")
+    assert CONTRACT["mlflow"].port == 5000
+    assert all(len(c.variables) >= 6 for c in CONTRACT.values())
+
+
+def test_env_names_are_in_the_contract(case: Rendered) -> None:
+    for component, container, _ in component_containers(case):
+        unknown = env_names(container) - CONTRACT[component].allowed_env()
+        assert not unknown, (
+            f"{container['name']} sets {unknown}, which images/README.md does not know"
+        )
+
+
+def test_secrets_only_travel_as_files(case: Rendered) -> None:
+    for component, container, _ in component_containers(case):
+        secrets = {n for n, secret in CONTRACT[component].variables.items() if secret}
+        direct = env_names(container) & secrets
+        assert not direct, f"{container['name']} passes {direct} by value; use NAME_FILE"
+        for item in container.get("env") or []:
+            assert "valueFrom" not in item, (
+                f"{item['name']} comes from a Secret into the environment"
+            )
+
+
+def test_file_settings_point_into_mounts(case: Rendered) -> None:
+    for _, container, spec in component_containers(case):
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for name, value in env_map(container).items():
+            if not name.endswith(("_FILE", "_DIR", "_KEYS")):
+                continue
+            mount = next((p for p in mounts if value == p or value.startswith(p + "/")), None)
+            assert mount, f"{container['name']}: {name}={value} is not under any mount"
+            volume = volumes[mounts[mount]]
+            items = (volume.get("secret") or volume.get("configMap") or {}).get("items")
+            if items and value != mount:
+                assert value[len(mount) + 1 :] in {i["path"] for i in items}, f"{name}={value}"
+
+
+def test_required_settings_are_set(case: Rendered) -> None:
+    for component, container, _ in component_containers(case):
+        env = env_map(container)
+        if component == "postgresql":
+            assert {"POSTGRES_PASSWORD_FILE", "POSTGRES_APP_PASSWORD_FILE"} <= set(env)
+        elif component == "mlflow":
+            assert env["MLFLOW_DB_HOST"]
+            assert "MLFLOW_DB_PASSWORD_FILE" in env
+            if env["MLFLOW_AUTH_ENABLED"] == "true":
+                assert {
+                    "MLFLOW_AUTH_ADMIN_PASSWORD_FILE",
+                    "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE",
+                } <= set(env)
+                assert env["MLFLOW_AUTH_DB_NAME"] != env["MLFLOW_DB_NAME"]
+            key = (
+                "MLFLOW_ARTIFACTS_DESTINATION"
+                if env["MLFLOW_SERVE_ARTIFACTS"] == "true"
+                else "MLFLOW_DEFAULT_ARTIFACT_ROOT"
+            )
+            assert env[key].startswith("sftp://")
+            assert {"MLFLOW_SFTP_PRIVATE_KEY_FILE", "MLFLOW_SFTP_KNOWN_HOSTS_FILE"} <= set(env)
+
+
+def test_commands_ports_volumes_and_tmp(case: Rendered) -> None:
+    for component, container, spec in component_containers(case):
+        contract: ImageContract = CONTRACT[component]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]], (
+            f"{container['name']}: /tmp must be an emptyDir"
+        )
+        assert "command" not in container, "the image's entrypoint must run"
+        if container["name"] == "migrate":
+            assert container["args"] == ["migrate"]
+            continue
+        assert [p["containerPort"] for p in container["ports"]] == [contract.port]
+        if component == "mlflow":
+            assert container["args"] == ["server"]
+        if contract.volume:
+            claim_templates = {
+                t["metadata"]["name"]
+                for s in case.of_kind("StatefulSet")
+                for t in s["spec"].get("volumeClaimTemplates", [])
+            }
+            name = mounts[contract.volume]
+            assert name in claim_templates or "persistentVolumeClaim" in volumes[name], container[
+                "name"
+            ]
+
+
+def test_migration_runs_with_the_server_settings_before_it(case: Rendered) -> None:
+    mlflow = case.get("Deployment", "-mlflow")["spec"]["template"]["spec"]
+    init = {c["name"]: c for c in mlflow["initContainers"]}
+    server = mlflow["containers"][0]
+    assert list(init)[-1] == "migrate", "migrations run last, right before the server"
+    assert init["migrate"]["env"] == server["env"]
+    assert init["migrate"]["image"] == server["image"]
+    assert init["migrate"]["volumeMounts"] == server["volumeMounts"]
+    assert env_map(server)["MLFLOW_DB_UPGRADE"] == "false", "the server must not migrate on its own"
+
+
+def test_endpoints_match_the_services(case: Rendered) -> None:
+    env = env_map(case.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"][0])
+    artifacts = env.get("MLFLOW_ARTIFACTS_DESTINATION") or env["MLFLOW_DEFAULT_ARTIFACT_ROOT"]
+    match = re.fullmatch(
+        r"sftp://(?P<user>[^@]+)@(?P<host>[^:]+):(?P<port>\d+)(?P<path>/.*)", artifacts
+    )
+    assert match, artifacts
+    if case.names("StatefulSet"):
+        service = case.get("Service", "-postgresql")
+        assert env["MLFLOW_DB_HOST"] == service["metadata"]["name"]
+        assert env["MLFLOW_DB_PORT"] == str(service["spec"]["ports"][0]["port"])
+        pg_env = env_map(
+            case.get("StatefulSet", "-postgresql")["spec"]["template"]["spec"]["containers"][0]
+        )
+        assert pg_env["POSTGRES_APP_USER"] == env["MLFLOW_DB_USER"]
+        assert pg_env["POSTGRES_APP_DB"] == env["MLFLOW_DB_NAME"]
+        assert pg_env["POSTGRES_AUTH_DB"] == env.get("MLFLOW_AUTH_DB_NAME", "")
+    if "Deployment" in {d["kind"] for d in case.docs} and any(
+        n.endswith("-sftp") for n in case.names("Deployment")
+    ):
+        service = case.get("Service", "-sftp")
+        sftp_spec = case.get("Deployment", "-sftp")["spec"]["template"]["spec"]
+        sftp_env = env_map(sftp_spec["containers"][0])
+        assert match["host"] == service["metadata"]["name"]
+        assert match["port"] == str(service["spec"]["ports"][0]["port"])
+        assert match["user"] == sftp_env["SFTP_USERNAME"]
+        assert match["path"] == f"{sftp_env['SFTP_DATA_ROOT']}/artifacts"
+        assert "artifacts" in sftp_env["SFTP_DIRECTORIES"].split()
+        known_hosts = {
+            c["name"]: c
+            for c in case.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["initContainers"]
+        }["known-hosts"]
+        assert match["host"] in known_hosts["args"][3].split(",")
+        assert known_hosts["args"][4] == match["port"]
+
+
+def test_default_images_follow_versions_env() -> None:
+    images = image_set()
+    for component, name in (("mlflow", "mlflow"), ("postgresql", "postgres"), ("sftp", "sftp")):
+        image = CHART_VALUES[component]["image"]
+        assert f"{image['repository']}:{image['tag']}" == images.ref(name), component
+    assert CHART_YAML["appVersion"] == images.mlflow_version
+
+
+def test_allowed_hosts_cover_the_service_and_the_exposed_hosts(
+    matrix_renders: dict[str, Rendered],
+) -> None:
+    for case_name, host in (
+        ("openshift", "mlflow.apps.example.com"),
+        ("direct-artifacts", "mlflow.example.com"),
+    ):
+        rendered = matrix_renders[case_name]
+        env = env_map(
+            rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"][0]
+        )
+        allowed = env["MLFLOW_ALLOWED_HOSTS"].split(",")
+        service = rendered.get("Service", "-mlflow")["metadata"]["name"]
+        assert host in allowed
+        assert {
+            service,
+            f"{service}.mlops-test.svc",
+            f"{service}.mlops-test.svc.cluster.local",
+        } <= set(allowed)
+
+
+# ---------- drift against the Docker target ----------
+
+DOCKER_ROLE = REPO_ROOT / "ansible" / "roles" / "mlops_docker"
+
+
+def docker_target_env() -> dict[str, set[str]]:
+    """Env names the Docker target's role sets, per image (read from its YAML, not run)."""
+    role_vars = yaml.safe_load((DOCKER_ROLE / "vars" / "main.yml").read_text())
+    mlflow = set(role_vars["mlops_docker_mlflow_env_base"])
+    for mode in role_vars["mlops_docker_mlflow_env_artifacts"].values():
+        mlflow |= set(mode)
+    found = {"mlflow": mlflow, "postgresql": set(), "sftp": set()}
+    keys = {"postgres": "postgresql", "sftp": "sftp"}
+    for task in yaml.safe_load((DOCKER_ROLE / "tasks" / "containers.yml").read_text()):
+        service = (task.get("vars") or {}).get("mlops_docker_service") or {}
+        if service.get("key") in keys and isinstance(service.get("env"), dict):
+            found[keys[service["key"]]] |= set(service["env"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def docker_env() -> dict[str, set[str]]:
+    if not DOCKER_ROLE.is_dir():
+        pytest.fail(f"{DOCKER_ROLE} is missing: the drift check compares the chart with it")
+    return docker_target_env()
+
+
+def test_docker_target_parse_found_every_image(docker_env: dict[str, set[str]]) -> None:
+    for component, names in docker_env.items():
+        assert len(names) >= 5, f"read only {names} for {component} from {DOCKER_ROLE}"
+
+
+def test_no_drift_from_the_docker_target(
+    docker_env: dict[str, set[str]], matrix_renders: dict[str, Rendered]
+) -> None:
+    """Every knob the Docker target fills, the chart fills too; both stay inside the contract."""
+    chart_env: dict[str, set[str]] = {c: set() for c in CONTRACT}
+    for rendered in matrix_renders.values():
+        for component, container, _ in component_containers(rendered):
+            chart_env[component] |= env_names(container)
+    for component, names in docker_env.items():
+        assert names <= CONTRACT[component].allowed_env(), (
+            f"docker target: {names - CONTRACT[component].allowed_env()}"
+        )
+        missing = names - chart_env[component]
+        assert not missing, (
+            f"the Docker target sets {sorted(missing)} for {component}; the chart never does"
+        )
+
+
+def test_the_drift_check_sees_a_missing_setting(tmp_path: Path) -> None:
+    contract = ImageContract(variables={"A": False, "B": True})
+    assert contract.allowed_env() == {"A", "B", "B_FILE"}
