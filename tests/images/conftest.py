@@ -161,7 +161,7 @@ def mlflow_server(
             "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
             "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
             "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
-            "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com",
+            "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com,mlflow",
         },
         mounts=[f"{secrets_dir}:/run/secrets/mlflow:ro", f"{ssh_dir}:/etc/mlflow/sftp:ro"],
         publish=[5000],
