@@ -1,0 +1,35 @@
+# Docker target: deploy, smoke, info, destroy, and the end-to-end run `make test` ends with.
+# Every environment is deploy/$(ENV)/ (inventory.yml + settings.yml); what a deploy generates
+# (secrets, connection.env) lands in build/$(ENV)/.
+DEPLOY_DIR = deploy/$(ENV)
+ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg $(BIN)/ansible-playbook \
+	-i $(DEPLOY_DIR)/inventory.yml -e @$(DEPLOY_DIR)/settings.yml -e mlops_env=$(ENV)
+PURGE ?=
+YES ?=
+
+.PHONY: deploy
+deploy: $(VENV_STAMP) ## Deploy the stack of deploy/$(ENV) (ENV=local by default) and print how to connect
+	$(PY) -m mlopskit env-check $(ENV)
+	$(ANSIBLE_PLAYBOOK) ansible/deploy.yml
+	@$(PY) -m mlopskit info $(ENV)
+
+.PHONY: info
+info: $(VENV_STAMP) ## Print the connection settings of $(ENV), secrets masked
+	@$(PY) -m mlopskit info $(ENV)
+
+.PHONY: smoke
+smoke: $(VENV_STAMP) ## End-to-end checks of a deployed $(ENV) with the stock mlflow and dvc clients
+	$(PY) -m mlopskit env-check $(ENV)
+	$(PY) -m mlopskit chromium >/dev/null
+	MLOPS_ENV=$(ENV) $(BIN)/pytest tests/smoke
+
+.PHONY: destroy
+destroy: $(VENV_STAMP) ## Remove containers + network of $(ENV); PURGE=1 also volumes and secrets (YES=1: no prompt)
+	$(PY) -m mlopskit env-check $(ENV)
+	$(if $(filter 1 true yes,$(PURGE)),YES=$(YES) $(PY) -m mlopskit confirm-purge $(ENV))
+	$(ANSIBLE_PLAYBOOK) ansible/destroy.yml -e mlops_purge=$(if $(filter 1 true yes,$(PURGE)),true,false)
+
+.PHONY: test-e2e
+test-e2e: $(VENV_STAMP) ## Deploy the isolated e2e env, smoke, idempotency, restart, destroy
+	$(PY) -m mlopskit chromium >/dev/null
+	$(BIN)/pytest -x tests/e2e

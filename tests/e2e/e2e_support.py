@@ -1,0 +1,126 @@
+"""Helpers of the end-to-end run (`make test-e2e`): real make, Ansible, Docker and clients.
+
+The run uses environment `e2e` (deploy/e2e/: prefix mlops-e2e, its own ports and volumes), so
+it never touches `local`. MLOPS_E2E_KEEP=1 leaves the stack up after a failure for debugging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+E2E_ENV = "e2e"
+HEALTH_TIMEOUT_S = 300
+STEP_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Result:
+    args: Sequence[str]
+    returncode: int
+    output: str
+    seconds: float
+
+    def explain(self) -> str:
+        return (
+            f"{' '.join(self.args)} exited {self.returncode} after {self.seconds:.0f}s:\n"
+            + (self.output[-6000:])
+        )
+
+
+def run(
+    args: Sequence[str], *, env: dict[str, str] | None = None, stdin: int | None = None
+) -> Result:
+    """Run a command from the repository root; output is captured (stdout + stderr)."""
+    started = time.monotonic()
+    process = subprocess.run(
+        list(args),
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    print(f"[e2e] {' '.join(args)}: exit {process.returncode} in {seconds:.1f}s", file=sys.stderr)
+    return Result(args, process.returncode, process.stdout, seconds)
+
+
+def make(*targets: str, **variables: str) -> Result:
+    return run(
+        ["make", "--no-print-directory", *targets, *(f"{k}={v}" for k, v in variables.items())]
+    )
+
+
+def ansible_playbook(
+    playbook: str, inventory: Path, settings: Path, env_name: str, *extra: str
+) -> Result:
+    """The command `make deploy` runs, with extra `-e` arguments (setting overrides)."""
+    args = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i", str(inventory),
+        "-e", f"@{settings}",
+        "-e", f"mlops_env={env_name}",
+        *extra,
+        f"ansible/{playbook}",
+    ]  # fmt: skip
+    return run(args, env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible" / "ansible.cfg")})
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """host -> changed count from the PLAY RECAP of ansible-playbook's output."""
+    recap = output.rsplit("PLAY RECAP", 1)[-1]
+    return {
+        m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:.*?changed=(\d+)", recap, re.M)
+    }
+
+
+def docker_json(*args: str) -> list[dict]:
+    out = subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def docker_names(kind: str, label: str) -> list[str]:
+    """Names of containers/networks/volumes carrying label (key=value)."""
+    command = {
+        "container": ["docker", "ps", "-a", "--format", "{{.Names}}"],
+        "network": ["docker", "network", "ls", "--format", "{{.Name}}"],
+        "volume": ["docker", "volume", "ls", "--format", "{{.Name}}"],
+    }[kind]
+    out = subprocess.run(
+        [*command, "--filter", f"label={label}"], check=True, capture_output=True, text=True
+    )
+    return sorted(out.stdout.split())
+
+
+def container_states(prefix: str) -> dict[str, tuple[str, str]]:
+    """service -> (container id, StartedAt): a restart or a re-creation changes it."""
+    states = {}
+    for service in ("postgres", "sftp", "mlflow"):
+        (info,) = docker_json("inspect", f"{prefix}-{service}")
+        states[service] = (info["Id"], info["State"]["StartedAt"])
+    return states
+
+
+def wait_healthy(prefix: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = {}
+        for service in ("postgres", "sftp", "mlflow"):
+            (info,) = docker_json("inspect", f"{prefix}-{service}")
+            status[service] = info["State"].get("Health", {}).get("Status")
+        if all(value == "healthy" for value in status.values()):
+            return
+        assert time.monotonic() < deadline, f"not healthy within {timeout_s}s: {status}"
+        time.sleep(2)

@@ -1,0 +1,166 @@
+"""Fixtures of the smoke suite: a deployed environment, used the way a new user would.
+
+MLOPS_ENV names the environment (deploy/<env>/settings.yml, build/<env>/connection.env).
+Clients talk to the published 127.0.0.1 ports only; container-level checks go through
+pytest-testinfra's docker backend. What the suite creates is listed in
+build/<env>/smoke-manifest.json, so that the restart check of `make test` can find it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mlopskit.environments import check_environment, read_connection
+
+from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def env_name() -> str:
+    name = os.environ.get("MLOPS_ENV", "")
+    if not name:
+        pytest.fail("set MLOPS_ENV to the environment to check (make smoke ENV=<name>)")
+    return name
+
+
+@pytest.fixture(scope="session")
+def build_dir(env_name: str) -> Path:
+    return REPO_ROOT / "build" / env_name
+
+
+@pytest.fixture(scope="session")
+def settings(env_name: str) -> dict:
+    env = check_environment(env_name)
+    return yaml.safe_load((env.deploy_dir / "settings.yml").read_text()) or {}
+
+
+@pytest.fixture(scope="session")
+def connection(env_name: str) -> dict[str, str]:
+    return read_connection(check_environment(env_name))
+
+
+@pytest.fixture(scope="session")
+def client_env(connection: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The process environment after `. build/<env>/connection.env`, as a user would have it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in connection.items():
+            patch.setenv(key, value)
+        # A failing server should fail the suite in seconds, not after minutes of retries.
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+        yield dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def prefix(settings: dict, env_name: str) -> str:
+    return settings.get("mlops_docker_name_prefix") or f"mlops-{env_name}"
+
+
+@pytest.fixture(scope="session")
+def containers(prefix: str, settings: dict) -> dict[str, str]:
+    if settings.get("mlops_target") != "docker":
+        pytest.fail(
+            f"the container checks of this suite cover target docker; "
+            f"this environment has {settings.get('mlops_target')!r}"
+        )
+    return {name: f"{prefix}-{name}" for name in ("postgres", "sftp", "mlflow")}
+
+
+@pytest.fixture(scope="session")
+def docker_inspect():
+    """`docker inspect NAME` as a dict."""
+
+    def inspect(name: str) -> dict:
+        out = subprocess.run(
+            ["docker", "inspect", name], check=True, capture_output=True, text=True
+        ).stdout
+        return json.loads(out)[0]
+
+    return inspect
+
+
+@pytest.fixture(scope="session")
+def secret(build_dir: Path):
+    def read(name: str) -> str:
+        return (build_dir / "secrets" / name).read_text().strip()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def run_id_tag() -> str:
+    """Unique per smoke run: names of experiments and models never collide with earlier runs."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def manifest(build_dir: Path) -> Iterator[dict]:
+    """What this run created; merged into build/<env>/smoke-manifest.json at the end."""
+    path = build_dir / "smoke-manifest.json"
+    recorded: dict[str, list] = {"runs": [], "models": [], "dvc_objects": [], "experiments": []}
+    yield recorded
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    for key, items in recorded.items():
+        previous.setdefault(key, []).extend(items)
+    path.write_text(json.dumps(previous, indent=2))
+
+
+@pytest.fixture(scope="session")
+def mlflow(client_env):
+    import mlflow as mlflow_module
+
+    mlflow_module.set_tracking_uri(client_env["MLFLOW_TRACKING_URI"])
+    return mlflow_module
+
+
+@pytest.fixture(scope="session")
+def tracked(mlflow, run_id_tag, tmp_path_factory, manifest):
+    """One run with params, metrics, a 50 MB artifact and a registered sklearn model."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    experiment_name = f"smoke-{run_id_tag}"
+    model_name = f"smoke-model-{run_id_tag}"
+    experiment_id = mlflow.create_experiment(experiment_name)
+    artifact = tmp_path_factory.mktemp("artifact") / "weights.bin"
+    artifact.write_bytes(os.urandom(ARTIFACT_BYTES))
+    features, labels = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"smoke-run-{run_id_tag}") as run:
+        mlflow.log_params({"C": 1.0, "solver": "lbfgs"})
+        for step, value in enumerate((0.9, 0.6, 0.4)):
+            mlflow.log_metric("loss", value, step=step)
+        mlflow.log_artifact(str(artifact), artifact_path="blobs")
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=model_name, input_example=features[:2]
+        )
+    version = info.registered_model_version
+    mlflow.MlflowClient().set_registered_model_alias(model_name, ALIAS, version)
+    record = {
+        "experiment_id": experiment_id,
+        "experiment_name": experiment_name,
+        "run_id": run.info.run_id,
+        "artifact": "blobs/weights.bin",
+        "sha256": sha256_of(artifact),
+        "model_name": model_name,
+        "model_version": str(version),
+        "alias": ALIAS,
+        "run_name": run.info.run_name,
+    }
+    manifest["experiments"].append(experiment_name)
+    manifest["runs"].append(
+        {"run_id": record["run_id"], "artifact": record["artifact"], "sha256": record["sha256"]}
+    )
+    manifest["models"].append(
+        {"name": model_name, "version": record["model_version"], "alias": ALIAS}
+    )
+    return {**record, "model": model, "features": features}

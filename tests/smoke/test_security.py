@@ -1,0 +1,98 @@
+"""Negative checks: no access without credentials, unknown keys rejected, no shell on SFTP,
+and only the names the server is reached by are accepted as Host headers."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import paramiko
+import pytest
+import requests
+
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+def test_unauthenticated_rest_call_gets_401(client_env):
+    response = requests.get(client_env["MLFLOW_TRACKING_URI"] + SEARCH, timeout=30)
+    assert response.status_code == 401
+
+
+def test_wrong_password_gets_401(client_env):
+    response = requests.get(
+        client_env["MLFLOW_TRACKING_URI"] + SEARCH,
+        auth=(client_env["MLFLOW_TRACKING_USERNAME"], "not-the-password"),
+        timeout=30,
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("host_name", ["127.0.0.1", "localhost"])
+def test_every_local_name_is_an_allowed_host(client_env, host_name):
+    uri = urllib.parse.urlsplit(client_env["MLFLOW_TRACKING_URI"])
+    auth = (client_env["MLFLOW_TRACKING_USERNAME"], client_env["MLFLOW_TRACKING_PASSWORD"])
+    response = requests.get(
+        client_env["MLFLOW_TRACKING_URI"] + SEARCH,
+        auth=auth,
+        headers={"Host": f"{host_name}:{uri.port}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text[:200]
+
+
+def test_foreign_host_header_is_refused(client_env):
+    auth = (client_env["MLFLOW_TRACKING_USERNAME"], client_env["MLFLOW_TRACKING_PASSWORD"])
+    response = requests.get(
+        client_env["MLFLOW_TRACKING_URI"] + SEARCH,
+        auth=auth,
+        headers={"Host": "attacker.example.com"},
+        timeout=30,
+    )
+    assert response.status_code in {400, 403}
+
+
+def _ssh(client_env, key: paramiko.PKey | None = None) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.load_host_keys(client_env["SFTP_KNOWN_HOSTS"])
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        client_env["SFTP_HOST"],
+        port=int(client_env["SFTP_PORT"]),
+        username=client_env["SFTP_USERNAME"],
+        pkey=key,
+        key_filename=None if key else client_env["SFTP_PRIVATE_KEY"],
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=15,
+    )
+    return client
+
+
+def test_unknown_sftp_key_is_rejected(client_env):
+    stranger = paramiko.RSAKey.generate(2048)
+    with pytest.raises(paramiko.AuthenticationException):
+        _ssh(client_env, stranger)
+
+
+def test_sftp_gives_no_shell(client_env):
+    client = _ssh(client_env)
+    try:
+        # ForceCommand internal-sftp: whatever command is asked for, only SFTP answers.
+        _, stdout, _ = client.exec_command("echo shell-$((6*7))", timeout=15)
+        output = stdout.read()
+        assert b"shell-42" not in output
+        channel = client.get_transport().open_session(timeout=15)
+        with pytest.raises(paramiko.SSHException):
+            channel.get_pty()
+    finally:
+        client.close()
+
+
+def test_sftp_refuses_port_forwarding(client_env):
+    client = _ssh(client_env)
+    try:
+        with pytest.raises(paramiko.ChannelException):
+            client.get_transport().open_channel(
+                "direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 0), timeout=15
+            )
+    finally:
+        client.close()
