@@ -7,44 +7,57 @@ import sys
 
 from .docker_cli import add_commands as add_docker_commands
 from .shell import CommandError
+from .versions import IMAGE_NAMES
 
 
-def main(argv: list[str] | None = None) -> int:
+def _images(args: argparse.Namespace) -> None:
+    from .build import build_all
+
+    if unknown := sorted(set(args.names) - set(IMAGE_NAMES)):
+        raise CommandError(f"unknown image(s) {unknown}; choose from {', '.join(IMAGE_NAMES)}")
+    build_all(tuple(args.names) or IMAGE_NAMES)
+
+
+def _engine(_args: argparse.Namespace) -> None:
+    from .engine import ensure_engine
+
+    ensure_engine()
+
+
+def _lock(args: argparse.Namespace) -> None:
+    from .lock import lock_all
+
+    lock_all(args.which or ["dev", "mlflow"])
+
+
+def _image_refs(_args: argparse.Namespace) -> None:
+    from .versions import image_set
+
+    images = image_set()
+    for name in IMAGE_NAMES:
+        print(f"{name}={images.ref(name)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlopskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     images = sub.add_parser("images", help="build the service images")
-    images.add_argument("names", nargs="*", help="postgres, sftp, mlflow (default: all)")
-    sub.add_parser("engine", help="make sure a Docker engine answers")
-    sub.add_parser("image-refs", help="print NAME=REFERENCE for each image")
+    images.add_argument("names", nargs="*", help=f"any of {', '.join(IMAGE_NAMES)} (default: all)")
+    images.set_defaults(func=_images)
+    sub.add_parser("engine", help="make sure a Docker engine answers").set_defaults(func=_engine)
+    refs = sub.add_parser("image-refs", help="print NAME=REFERENCE for each image")
+    refs.set_defaults(func=_image_refs)
     lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
     lock.add_argument("which", nargs="*", choices=["dev", "mlflow"], help="default: both")
+    lock.set_defaults(func=_lock)
     add_docker_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if func := getattr(args, "func", None):
-            func(args)
-        elif args.command == "images":
-            from .build import build_all
-            from .versions import IMAGE_NAMES
-
-            unknown = set(args.names) - set(IMAGE_NAMES)
-            if unknown:
-                parser.error(f"unknown image(s) {sorted(unknown)}; choose from {IMAGE_NAMES}")
-            build_all(tuple(args.names) or IMAGE_NAMES)
-        elif args.command == "engine":
-            from .engine import ensure_engine
-
-            ensure_engine()
-        elif args.command == "lock":
-            from .lock import lock_all
-
-            lock_all(args.which or ["dev", "mlflow"])
-        elif args.command == "image-refs":
-            from .versions import IMAGE_NAMES, image_set
-
-            images = image_set()
-            for name in IMAGE_NAMES:
-                print(f"{name}={images.ref(name)}")
+        args.func(args)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
