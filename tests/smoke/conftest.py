@@ -1,8 +1,9 @@
 """Fixtures of the smoke suite: a deployed environment, used the way a new user would.
 
 MLOPS_ENV names the environment (deploy/<env>/settings.yml, build/<env>/connection.env).
-Clients talk to the published 127.0.0.1 ports only; container-level checks go through
-pytest-testinfra's docker backend. What the suite creates is listed in
+Clients talk to the published 127.0.0.1 ports (or the port-forwards) only; container-level
+checks go through `stack` (tests/smoke/stack.py): pytest-testinfra's docker backend on target
+docker, its kubectl backend on kubernetes and openshift. What the suite creates is listed in
 build/<env>/smoke-manifest.json, so that the restart check of `make test` can find it again.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 from mlopskit.environments import check_environment, read_connection
+from mlopskit.k8s_tools import ToolError, find_tool
 
 from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
+from tests.smoke.stack import KUBERNETES_TARGETS, Stack, StackError, load_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,39 +63,22 @@ def client_env(connection: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def prefix(settings: dict, env_name: str) -> str:
-    return settings.get("mlops_docker_name_prefix") or f"mlops-{env_name}"
-
-
-@pytest.fixture(scope="session")
-def containers(prefix: str, settings: dict) -> dict[str, str]:
-    if settings.get("mlops_target") != "docker":
-        pytest.fail(
-            f"the container checks of this suite cover target docker; "
-            f"this environment has {settings.get('mlops_target')!r}"
-        )
-    return {name: f"{prefix}-{name}" for name in ("postgres", "sftp", "mlflow")}
-
-
-@pytest.fixture(scope="session")
-def docker_inspect():
-    """`docker inspect NAME` as a dict."""
-
-    def inspect(name: str) -> dict:
-        out = subprocess.run(
-            ["docker", "inspect", name], check=True, capture_output=True, text=True
-        ).stdout
-        return json.loads(out)[0]
-
-    return inspect
-
-
-@pytest.fixture(scope="session")
-def secret(build_dir: Path):
-    def read(name: str) -> str:
-        return (build_dir / "secrets" / name).read_text().strip()
-
-    return read
+def stack(env_name: str, settings: dict, build_dir: Path) -> Iterator[Stack]:
+    """Where the services run: names, testinfra hosts and exec argv of the env's target."""
+    with pytest.MonkeyPatch.context() as patch:
+        kubectl = "kubectl"
+        if settings.get("mlops_target") in KUBERNETES_TARGETS:
+            # The kubectl the deploy used; testinfra's kubectl backend runs it from PATH.
+            try:
+                kubectl = str(find_tool("kubectl"))
+            except ToolError as exc:
+                pytest.fail(str(exc))
+            patch.setenv("PATH", f"{Path(kubectl).parent}{os.pathsep}{os.environ['PATH']}")
+        try:
+            found = load_stack(env_name, settings, build_dir, kubectl=kubectl)
+        except StackError as exc:
+            pytest.fail(str(exc))
+        yield found
 
 
 @pytest.fixture(scope="session")

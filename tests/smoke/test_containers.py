@@ -1,4 +1,6 @@
-"""Container-level checks through pytest-testinfra's docker backend."""
+"""Container-level checks of every service, on every target: inside the container through
+pytest-testinfra (docker or kubectl backend), and the target's own record of how it runs
+(`docker inspect`, or the pod spec and Services), both through `stack` (tests/smoke/stack.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import ipaddress
 import pytest
 import testinfra
 
-SERVICES = ("postgres", "sftp", "mlflow")
+from tests.smoke.stack import SERVICES, Stack
+
 EXPECTED_PORTS = {"postgres": {5432}, "sftp": {2222}, "mlflow": {5000}}
 # Docker's embedded DNS resolver listens inside every user-defined network's namespace
 # (owned by dockerd, not by the container): 127.0.0.11 on a random port.
@@ -33,9 +36,10 @@ def listening_sockets(host: testinfra.host.Host) -> set[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module", params=SERVICES)
-def service(request: pytest.FixtureRequest, containers: dict[str, str]):
-    name = containers[request.param]
-    return request.param, name, testinfra.get_host(f"docker://{name}")
+def service(request: pytest.FixtureRequest, stack: Stack):
+    """(service, where it runs, testinfra host), for each service in turn."""
+    spec = stack.host_spec(request.param)
+    return request.param, spec, testinfra.get_host(spec)
 
 
 def test_every_process_runs_as_the_non_root_uid(service):
@@ -51,20 +55,13 @@ def test_every_process_runs_as_the_non_root_uid(service):
         )
 
 
-def test_container_is_hardened(service, docker_inspect):
-    _, name, _ = service
-    config = docker_inspect(name)
-    host_config = config["HostConfig"]
-    user = config["Config"]["User"]
-    assert user.split(":")[0] not in {"", "0", "root"}, f"{name} runs as {user!r}"
-    assert user.endswith(":0"), f"{name} must run in group 0, runs as {user!r}"
-    assert host_config["ReadonlyRootfs"] is True
-    assert host_config["CapDrop"] == ["ALL"]
-    assert any(opt.startswith("no-new-privileges") for opt in host_config["SecurityOpt"])
-    assert "/tmp" in host_config["Tmpfs"]
-    assert host_config["Memory"] > 0, f"{name} has no memory limit"
-    assert host_config["RestartPolicy"]["Name"] in {"unless-stopped", "always", "on-failure"}
-    assert config["State"]["Health"]["Status"] == "healthy"
+def test_container_is_hardened(service, stack: Stack):
+    """Docker: non-root UID in group 0, read-only, no capabilities, no-new-privileges, /tmp tmpfs,
+    memory limit, restart policy, healthy. Kubernetes: the same in the pod spec (runAsNonRoot,
+    readOnlyRootFilesystem, drop ALL, no privilege escalation, seccomp RuntimeDefault, memory
+    limit, /tmp emptyDir, secrets as files, no host namespaces or ports), restart Always, ready."""
+    key, name, _ = service
+    assert stack.hardening_problems(key) == [], f"{name} is not hardened"
 
 
 def test_only_the_expected_ports_listen(service):
@@ -77,28 +74,18 @@ def test_only_the_expected_ports_listen(service):
     assert ports == EXPECTED_PORTS[key], f"{name} listens on {sorted(ports)}"
 
 
-def test_only_mlflow_and_sftp_are_published_on_the_bind_address(
-    containers, settings, docker_inspect
-):
-    bind = str(settings.get("mlops_docker_bind_address", "127.0.0.1"))
-    published = {
-        key: docker_inspect(name)["HostConfig"]["PortBindings"] or {}
-        for key, name in containers.items()
-    }
-    assert published["postgres"] == {}, "PostgreSQL must not be published on the host"
-    for key, setting, default in (
-        ("mlflow", "mlops_docker_mlflow_port", 5000),
-        ("sftp", "mlops_docker_sftp_port", 2222),
-    ):
-        (bindings,) = published[key].values()
-        assert bindings == [{"HostIp": bind, "HostPort": str(settings.get(setting, default))}]
+def test_postgresql_is_reachable_only_inside_the_stack(stack: Stack):
+    """Docker: PostgreSQL has no published port, MLflow and SFTP exactly theirs on the bind
+    address. Kubernetes: PostgreSQL's Services are ClusterIP only (no node ports, external IPs)."""
+    assert stack.exposure_problems() == []
 
 
-def test_no_secret_in_the_container_configuration(containers, secret, docker_inspect):
-    secrets = [secret(name) for name in ("postgres_superuser_password", "postgres_app_password",
-                                          "mlflow_admin_password", "flask_secret_key")]  # fmt: skip
-    for name in containers.values():
-        config = docker_inspect(name)
-        text = " ".join(config["Config"]["Env"] + (config["Config"]["Cmd"] or []))
-        for value in secrets:
-            assert value not in text, f"a secret shows in `docker inspect {name}`"
+def test_no_secret_in_the_container_configuration(stack: Stack):
+    """Secrets reach the containers as files: no value shows in `docker inspect` (Env, Cmd) or in
+    the pod spec (env values, command, args, annotations)."""
+    secrets = stack.secret_values()
+    assert secrets, "no secret values found to look for"
+    for key in SERVICES:
+        shown = stack.visible_configuration(key)
+        leaked = [index for index, value in enumerate(secrets) if value in shown]
+        assert not leaked, f"{len(leaked)} secret(s) show in the configuration of {key}"

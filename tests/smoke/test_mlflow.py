@@ -1,17 +1,23 @@
 """The MLflow client as a data scientist uses it, then the same data checked at the source:
-rows in PostgreSQL (psycopg2) and the artifact's bytes on SFTP (paramiko)."""
+rows in PostgreSQL (psycopg2, run inside the MLflow container, which alone may reach the
+database) and the artifact's bytes on SFTP (paramiko, at the published or forwarded port)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import paramiko
-import psycopg2
 import pytest
 
 from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
+from tests.smoke.stack import Stack
+
+DB_PROBE = Path(__file__).with_name("mlflow_db_probe.py")
+DB_PROBE_TIMEOUT_S = 120
 
 
 def test_run_has_params_and_metrics(mlflow, tracked):
@@ -41,48 +47,37 @@ def test_registered_model_loads_by_alias_and_predicts(mlflow, tracked):
 
 
 @pytest.fixture(scope="module")
-def database(containers, docker_inspect, secret):
-    """psycopg2 to the PostgreSQL container on its private network (it has no host port)."""
-    networks = docker_inspect(containers["postgres"])["NetworkSettings"]["Networks"]
-    (address,) = {net["IPAddress"] for net in networks.values() if net["IPAddress"]}
+def stored_rows(stack: Stack, tracked, client_env) -> dict:
+    """The smoke run's rows, read by mlflow_db_probe.py inside the MLflow container (fed on
+    stdin through `docker exec -i` / `kubectl exec -i`) with the container's own DB settings:
+    no test traffic to the database's private address, no password on any command line."""
+    query = {
+        "experiment_id": tracked["experiment_id"],
+        "run_id": tracked["run_id"],
+        "metric": "loss",
+        "model_name": tracked["model_name"],
+        "alias": ALIAS,
+        "admin_username": client_env["MLFLOW_TRACKING_USERNAME"],
+    }
+    argv = [*stack.exec_argv("mlflow"), "python", "-", json.dumps(query)]
+    result = subprocess.run(
+        argv,
+        input=DB_PROBE.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=DB_PROBE_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, f"{argv[:-1]} exited {result.returncode}: {result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def connect(dbname: str):
-        return psycopg2.connect(
-            host=address,
-            port=5432,
-            user="mlflow",
-            password=secret("postgres_app_password"),
-            dbname=dbname,
-            connect_timeout=10,
-        )
 
-    return connect
-
-
-def test_rows_exist_in_postgresql(database, tracked):
-    with database("mlflow") as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT name FROM experiments WHERE experiment_id = %s",
-            (int(tracked["experiment_id"]),),
-        )
-        assert cur.fetchone() == (tracked["experiment_name"],)
-        cur.execute(
-            "SELECT key, value FROM params WHERE run_uuid = %s ORDER BY key", (tracked["run_id"],)
-        )
-        assert cur.fetchall() == [("C", "1.0"), ("solver", "lbfgs")]
-        cur.execute(
-            "SELECT step, value FROM metrics WHERE run_uuid = %s AND key = 'loss' ORDER BY step",
-            (tracked["run_id"],),
-        )
-        assert cur.fetchall() == [(0, 0.9), (1, 0.6), (2, 0.4)]
-        cur.execute(
-            "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = %s",
-            (tracked["model_name"], ALIAS),
-        )
-        assert cur.fetchone() == (int(tracked["model_version"]),)
-    with database("mlflow_auth") as conn, conn.cursor() as cur:
-        cur.execute("SELECT is_admin FROM users WHERE username = %s", ("admin",))
-        assert cur.fetchone() == (True,)
+def test_rows_exist_in_postgresql(stored_rows, tracked):
+    assert stored_rows["experiment"] == [[tracked["experiment_name"]]]
+    assert stored_rows["params"] == [["C", "1.0"], ["solver", "lbfgs"]]
+    assert stored_rows["metrics"] == [[0, 0.9], [1, 0.6], [2, 0.4]]
+    assert stored_rows["alias"] == [[int(tracked["model_version"])]]
+    assert stored_rows["admin"] == [[True]], "the MLflow admin must exist in the auth database"
 
 
 @pytest.fixture(scope="module")
