@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.smoke.smoke_support import connect_sftp
+
 VENV_BIN = Path(sys.executable).parent
 DATASET_FILES = 120
 REMOTE = "store"
@@ -173,20 +175,7 @@ def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path):
 
 def test_dvc_objects_are_on_sftp(client_env, project):
     """The remote holds every object of the local cache (checked over SFTP, not via DVC)."""
-    import paramiko
-
-    client = paramiko.SSHClient()
-    client.load_host_keys(client_env["SFTP_KNOWN_HOSTS"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        client_env["SFTP_HOST"],
-        port=int(client_env["SFTP_PORT"]),
-        username=client_env["SFTP_USERNAME"],
-        key_filename=client_env["SFTP_PRIVATE_KEY"],
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=15,
-    )
+    client = connect_sftp(client_env)
     try:
         sftp = client.open_sftp()
         repo = project["repo"]

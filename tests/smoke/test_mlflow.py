@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import paramiko
 import pytest
 
-from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
+from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, connect_sftp, sha256_of
 from tests.smoke.stack import Stack
 
 DB_PROBE = Path(__file__).with_name("mlflow_db_probe.py")
@@ -83,18 +82,7 @@ def test_rows_exist_in_postgresql(stored_rows, tracked):
 @pytest.fixture(scope="module")
 def sftp(client_env):
     """An SFTP session with the data scientists' key, checking the host key."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(client_env["SFTP_KNOWN_HOSTS"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        client_env["SFTP_HOST"],
-        port=int(client_env["SFTP_PORT"]),
-        username=client_env["SFTP_USERNAME"],
-        key_filename=client_env["SFTP_PRIVATE_KEY"],
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=15,
-    )
+    client = connect_sftp(client_env)
     session = client.open_sftp()
     yield session
     session.close()

@@ -9,6 +9,8 @@ import paramiko
 import pytest
 import requests
 
+from tests.smoke.smoke_support import connect_sftp
+
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
@@ -50,31 +52,14 @@ def test_foreign_host_header_is_refused(client_env):
     assert response.status_code in {400, 403}
 
 
-def _ssh(client_env, key: paramiko.PKey | None = None) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(client_env["SFTP_KNOWN_HOSTS"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        client_env["SFTP_HOST"],
-        port=int(client_env["SFTP_PORT"]),
-        username=client_env["SFTP_USERNAME"],
-        pkey=key,
-        key_filename=None if key else client_env["SFTP_PRIVATE_KEY"],
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=15,
-    )
-    return client
-
-
 def test_unknown_sftp_key_is_rejected(client_env):
     stranger = paramiko.RSAKey.generate(2048)
     with pytest.raises(paramiko.AuthenticationException):
-        _ssh(client_env, stranger)
+        connect_sftp(client_env, stranger)
 
 
 def test_sftp_gives_no_shell(client_env):
-    client = _ssh(client_env)
+    client = connect_sftp(client_env)
     try:
         # ForceCommand internal-sftp: whatever command is asked for, only SFTP answers.
         _, stdout, _ = client.exec_command("echo shell-$((6*7))", timeout=15)
@@ -88,7 +73,7 @@ def test_sftp_gives_no_shell(client_env):
 
 
 def test_sftp_refuses_port_forwarding(client_env):
-    client = _ssh(client_env)
+    client = connect_sftp(client_env)
     try:
         with pytest.raises(paramiko.ChannelException):
             client.get_transport().open_channel(
