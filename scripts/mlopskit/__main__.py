@@ -38,6 +38,18 @@ def _image_refs(_args: argparse.Namespace) -> None:
         print(f"{name}={images.ref(name)}")
 
 
+def _backup(args: argparse.Namespace) -> None:
+    from .backup import backup_command
+
+    backup_command(args.env)
+
+
+def _restore(args: argparse.Namespace) -> None:
+    from .backup import restore_command
+
+    restore_command(args.env, args.source)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlopskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
     lock.add_argument("which", nargs="*", choices=["dev", "mlflow"], help="default: both")
     lock.set_defaults(func=_lock)
+    backup = sub.add_parser("backup", help="back up the databases and SFTP data of ENV")
+    backup.add_argument("env")
+    backup.set_defaults(func=_backup)
+    restore = sub.add_parser("restore", help="restore ENV from a backup (default: the latest)")
+    restore.add_argument("env")
+    restore.add_argument("source", nargs="?", default="", help="a build/ENV/backups/<time> dir")
+    restore.set_defaults(func=_restore)
     add_docker_commands(sub)
     return parser
 

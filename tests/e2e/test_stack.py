@@ -1,7 +1,8 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
-changed setting that restarts only its service, restart of every container, destroy that
-keeps the data, redeploy, purge. The tests share one stack, so they run in file order and
-each one stops the rest when it fails (pytest -x in mk/deploy.mk)."""
+changed setting that restarts only its service, restart of every container, backup, a
+disaster and its restore, destroy that keeps the data, redeploy, purge. The tests share one
+stack, so they run in file order and each one stops the rest when it fails (pytest -x in
+mk/deploy.mk)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlopskit.backup import PG_SHELL, PG_SOCKET
 from mlopskit.environments import parse_connection_env
 from mlopskit.versions import IMAGE_NAMES, image_set
 
@@ -71,18 +73,22 @@ def timings() -> Iterator[dict[str, float]]:
 
 def verify_persistence() -> None:
     """Every run, model and DVC object the smoke suite recorded is still there, byte for byte."""
+    result = check_persistence()
+    assert result.returncode == 0, result.explain()
+    assert "persistence ok" in result.output, result.explain()
+
+
+def check_persistence():
     connection = parse_connection_env((BUILD_DIR / "connection.env").read_text())
     manifest = json.loads((BUILD_DIR / "smoke-manifest.json").read_text())
     assert manifest["runs"], "the smoke suite recorded no run"
     assert manifest["models"], "the smoke suite recorded no model"
     assert manifest["dvc_objects"], "the smoke suite recorded no DVC object"
     script = Path(__file__).with_name("check_persistence.py")
-    result = run(
+    return run(
         [sys.executable, str(script), str(BUILD_DIR / "smoke-manifest.json")],
         env={**connection, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"},
     )
-    assert result.returncode == 0, result.explain()
-    assert "persistence ok" in result.output, result.explain()
 
 
 def test_cold_deploy(timings):
@@ -171,6 +177,44 @@ def test_everything_survives_a_restart_of_every_container(timings):
     after = container_states(PREFIX)
     assert all(after[s][1] != before[s][1] for s in after), "docker restart did not restart all"
     verify_persistence()
+
+
+def lose_the_data() -> None:
+    """A disaster: the tracking database's tables and every file on SFTP are gone."""
+    drop = "DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION mlflow;"
+    for container, script, args in (
+        (f"{PREFIX}-postgres", PG_SHELL, ("psql", "-q", "-h", PG_SOCKET, "-U", "postgres",
+                                          "-d", "mlflow", "-c", drop)),
+        (f"{PREFIX}-sftp", 'rm -rf /data/artifacts/* /data/dvc/*', ()),
+    ):  # fmt: skip
+        subprocess.run(
+            ["docker", "exec", container, "sh", "-c", script, "sh", *args],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+
+def test_restore_wants_a_confirmation():
+    backup = make("backup", ENV=E2E_ENV)
+    assert backup.returncode == 0, backup.explain()
+    refused = make("restore", ENV=E2E_ENV)
+    assert refused.returncode != 0
+    assert "YES=1" in refused.output, refused.explain()
+    assert [p.name for p in (BUILD_DIR / "backups").iterdir()] == [
+        Path(backup.output.strip().splitlines()[-1]).name
+    ], "a refused restore must not even take its safety backup"
+
+
+def test_restore_brings_back_everything_after_a_disaster(timings):
+    lose_the_data()
+    assert "persistence ok" not in check_persistence().output, "the data loss must be real"
+    result = make("restore", ENV=E2E_ENV, YES="1")
+    assert result.returncode == 0, result.explain()
+    timings["restore"] = result.seconds
+    verify_persistence()
+    backups = sorted(p.name for p in (BUILD_DIR / "backups").iterdir())
+    assert len(backups) == 2
+    assert backups[1].endswith("-before-restore")
+    assert (BUILD_DIR / "backups").stat().st_mode & 0o777 == 0o700
 
 
 def test_destroy_keeps_volumes_and_secrets():

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from pathlib import Path
 
 import paramiko
+from mlopskit.backup import sha256_file
 
 ARTIFACT_BYTES = 50 * 1024 * 1024
 ALIAS = "champion"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+# One implementation of a file's SHA-256 for the tooling and the tests.
+sha256_of = sha256_file
 
 
 def connect_sftp(
