@@ -44,6 +44,12 @@ def _backup(args: argparse.Namespace) -> None:
     backup_command(args.env)
 
 
+def _pre_upgrade(args: argparse.Namespace) -> None:
+    from .backup import pre_upgrade_command
+
+    pre_upgrade_command(args.env)
+
+
 def _restore(args: argparse.Namespace) -> None:
     from .backup import restore_command
 
@@ -65,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup = sub.add_parser("backup", help="back up the databases and SFTP data of ENV")
     backup.add_argument("env")
     backup.set_defaults(func=_backup)
+    pre_upgrade = sub.add_parser("pre-upgrade", help="back up ENV before an upgrade (Docker)")
+    pre_upgrade.add_argument("env")
+    pre_upgrade.set_defaults(func=_pre_upgrade)
     restore = sub.add_parser("restore", help="restore ENV from a backup (default: the latest)")
     restore.add_argument("env")
     restore.add_argument("source", nargs="?", default="", help="a build/ENV/backups/<time> dir")

@@ -230,8 +230,19 @@ def latest_backup(env: Environment) -> Path:
     return candidates[-1]
 
 
-def backup_command(env_name: str) -> None:
-    print(backup(check_environment(env_name)))
+def backup_command(env_name: str, label: str = "") -> None:
+    print(backup(check_environment(env_name), label=label))
+
+
+def pre_upgrade_command(env_name: str) -> None:
+    """Before an upgrade: a backup on the Docker target; elsewhere, say what to do instead."""
+    env = check_environment(env_name)
+    try:
+        container_prefix(env)
+    except CommandError as exc:
+        log(f"note: no automatic backup before this upgrade: {exc}")
+        return
+    print(backup(env, label="before-upgrade"))
 
 
 def restore_command(env_name: str, source: str) -> None:

@@ -1,8 +1,8 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
 changed setting that restarts only its service, restart of every container, backup, a
-disaster and its restore, destroy that keeps the data, redeploy, purge. The tests share one
-stack, so they run in file order and each one stops the rest when it fails (pytest -x in
-mk/deploy.mk)."""
+disaster and its restore, upgrade, destroy that keeps the data, redeploy, purge. The tests
+share one stack, so they run in file order and each one stops the rest when it fails
+(pytest -x in mk/deploy.mk)."""
 
 from __future__ import annotations
 
@@ -215,6 +215,14 @@ def test_restore_brings_back_everything_after_a_disaster(timings):
     assert len(backups) == 2
     assert backups[1].endswith("-before-restore")
     assert (BUILD_DIR / "backups").stat().st_mode & 0o777 == 0o700
+
+
+def test_upgrade_backs_up_first_and_keeps_everything(timings):
+    result = make("upgrade", ENV=E2E_ENV)
+    assert result.returncode == 0, result.explain()
+    timings["upgrade (same versions)"] = result.seconds
+    assert any(p.name.endswith("-before-upgrade") for p in (BUILD_DIR / "backups").iterdir())
+    verify_persistence()
 
 
 def test_destroy_keeps_volumes_and_secrets():
