@@ -72,6 +72,18 @@ def _docker_exec(
     return (result.stdout or b"").decode() if stdout is None else ""
 
 
+def _pg_tool(
+    container: str,
+    database: str,
+    *command: str,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """Run a PostgreSQL client tool as the superuser on the container's local socket."""
+    connection = ("--host", PG_SOCKET, "--username", "postgres", "--dbname", database)
+    _docker_exec(container, PG_SHELL, *command, *connection, stdin=stdin, stdout=stdout)
+
+
 def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
@@ -99,13 +111,7 @@ def backup(env: Environment, *, label: str = "") -> Path:
     databases = _lines(_docker_exec(postgres, PG_DATABASES_SCRIPT))
     for database in databases:
         with (target / f"postgres-{database}.dump").open("wb") as out:
-            _docker_exec(
-                postgres,
-                PG_SHELL,
-                "pg_dump", "--format=custom", "--host", PG_SOCKET, "--username", "postgres",
-                "--dbname", database,
-                stdout=out,
-            )  # fmt: skip
+            _pg_tool(postgres, database, "pg_dump", "--format=custom", stdout=out)
     (data_root,) = _lines(_docker_exec(sftp, SFTP_ROOT_SCRIPT))
     with (target / "sftp-data.tar").open("wb") as out:
         # Members are the root's children, not "." itself: the volume's root directory
@@ -182,12 +188,9 @@ def restore(env: Environment, backup_dir: Path) -> Path:
     try:
         for database in manifest["databases"]:
             with (backup_dir / f"postgres-{database}.dump").open("rb") as dump:
-                _docker_exec(
-                    postgres,
-                    PG_SHELL,
-                    "pg_restore", "--clean", "--if-exists", "--single-transaction",
-                    "--exit-on-error", "--host", PG_SOCKET, "--username", "postgres",
-                    "--dbname", database,
+                _pg_tool(
+                    postgres, database, "pg_restore",
+                    "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
                     stdin=dump,
                 )  # fmt: skip
         (data_root,) = _lines(_docker_exec(sftp, SFTP_ROOT_SCRIPT))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template, pod_specs
 from conftest import ED25519_PUBLIC
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
 def mlflow_env(rendered: Rendered) -> dict[str, str]:
@@ -40,12 +42,16 @@ def test_defaults_generate_every_secret_and_keep_them(matrix_renders: dict[str, 
     assert set(pg) == {"postgres-password", "password"}
     assert all(len(v) == 40 for v in pg.values())
     assert pg["postgres-password"] != pg["password"]
-    key = base64.b64decode(secrets["smoke-mlops-kit-mlflow-sftp-client"]["data"]["id_rsa"]).decode()
-    assert key.startswith("-----BEGIN RSA PRIVATE KEY-----"), "pysftp needs an RSA key"
-    host = base64.b64decode(
-        secrets["smoke-mlops-kit-sftp-host-keys"]["data"]["ssh_host_ecdsa_key"]
-    ).decode()
-    assert host.startswith("-----BEGIN EC PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(
+        base64.b64decode(secrets["smoke-mlops-kit-mlflow-sftp-client"]["data"]["id_rsa"]),
+        password=None,
+    )
+    assert isinstance(key, rsa.RSAPrivateKey), "pysftp needs an RSA key"
+    host = serialization.load_pem_private_key(
+        base64.b64decode(secrets["smoke-mlops-kit-sftp-host-keys"]["data"]["ssh_host_ecdsa_key"]),
+        password=None,
+    )
+    assert isinstance(host, ec.EllipticCurvePrivateKey)
 
 
 def test_secrets_are_looked_up_before_generating() -> None:
