@@ -16,6 +16,7 @@ import paramiko
 import pytest
 import yaml
 from mlopskit.environments import parse_connection_env
+from mlopskit.versions import image_set
 
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, docker_names
 
@@ -67,7 +68,7 @@ def deployed(tmp_path_factory) -> Iterator[Path]:
 def test_client_pieces_are_written(deployed):
     client = BUILD_DIR / "client"
     pins = (client / "requirements.txt").read_text().split()
-    for pin in ("mlflow==3.17.2", "pysftp==0.2.9"):
+    for pin in (f"mlflow=={image_set().mlflow_version}", "pysftp==0.2.9"):
         assert pin in pins
     assert any(p.startswith("paramiko==3.") for p in pins)
     assert any(p.startswith("dvc-ssh==") for p in pins)
