@@ -23,7 +23,7 @@ require_port POSTGRES_PORT
 
 runtime_dir
 nss_identity postgres /var/lib/postgresql /usr/sbin/nologin
-install -d -m 0700 "$RUNTIME_DIR/socket" "$RUNTIME_DIR/bootstrap"
+install -d -m 0700 "$PGHOST" "$RUNTIME_DIR/bootstrap"
 data_root=$(dirname "$PGDATA")
 [[ -w $data_root ]] ||
   die "$data_root is not writable by UID $(id -u) GID $(id -g); mount a volume writable by group 0"
@@ -69,7 +69,7 @@ unset PGPASSWORD POSTGRES_PASSWORD POSTGRES_APP_PASSWORD
 
 log "starting PostgreSQL on port $POSTGRES_PORT"
 postgres -D "$PGDATA" -c listen_addresses='*' -c port="$POSTGRES_PORT" \
-  -c unix_socket_directories="$RUNTIME_DIR/socket" \
+  -c unix_socket_directories="$PGHOST" \
   -c max_connections="$POSTGRES_MAX_CONNECTIONS" -c shared_buffers="$POSTGRES_SHARED_BUFFERS" \
   -c password_encryption=scram-sha-256 -c logging_collector=off -c log_destination=stderr &
 pid=$!

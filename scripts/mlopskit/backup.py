@@ -30,7 +30,6 @@ from .versions import IMAGE_NAMES, image_set
 
 # Run in the postgres container: superuser password from its secret file, via the environment.
 PG_SHELL = 'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec "$@"'
-PG_SOCKET = "/tmp/postgres/socket"
 PG_DATABASES_SCRIPT = 'printf "%s\\n" "$POSTGRES_APP_DB" "${POSTGRES_AUTH_DB:-}"'
 SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
 MANIFEST = "manifest.json"
@@ -79,8 +78,8 @@ def _pg_tool(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
 ) -> None:
-    """Run a PostgreSQL client tool as the superuser on the container's local socket."""
-    connection = ("--host", PG_SOCKET, "--username", "postgres", "--dbname", database)
+    """Run a PostgreSQL client tool as the superuser on the local socket (the image's PGHOST)."""
+    connection = ("--username", "postgres", "--dbname", database)
     _docker_exec(container, PG_SHELL, *command, *connection, stdin=stdin, stdout=stdout)
 
 

@@ -6,7 +6,6 @@ Run with connection.env in the environment: python check_persistence.py MANIFEST
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -14,15 +13,12 @@ import tempfile
 from pathlib import Path
 
 import mlflow
-import paramiko
 
+# A script of its own (a fresh process, like a user's), yet it reuses the repository's helpers.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "scripts")]
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from tests.smoke.smoke_support import connect_sftp, sha256_of  # noqa: E402
 
 
 def check_mlflow(manifest: dict) -> None:
@@ -45,18 +41,7 @@ def check_mlflow(manifest: dict) -> None:
 
 
 def check_dvc_objects(manifest: dict) -> None:
-    client = paramiko.SSHClient()
-    client.load_host_keys(os.environ["SFTP_KNOWN_HOSTS"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        os.environ["SFTP_HOST"],
-        port=int(os.environ["SFTP_PORT"]),
-        username=os.environ["SFTP_USERNAME"],
-        key_filename=os.environ["SFTP_PRIVATE_KEY"],
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=15,
-    )
+    client = connect_sftp(os.environ)
     try:
         sftp = client.open_sftp()
         for relative in manifest["dvc_objects"]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlopskit.backup import PG_SHELL, PG_SOCKET
+from mlopskit.backup import PG_SHELL
 from mlopskit.environments import parse_connection_env
 from mlopskit.versions import IMAGE_NAMES, image_set
 
@@ -183,7 +183,7 @@ def lose_the_data() -> None:
     """A disaster: the tracking database's tables and every file on SFTP are gone."""
     drop = "DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION mlflow;"
     for container, script, args in (
-        (f"{PREFIX}-postgres", PG_SHELL, ("psql", "-q", "-h", PG_SOCKET, "-U", "postgres",
+        (f"{PREFIX}-postgres", PG_SHELL, ("psql", "-q", "-U", "postgres",
                                           "-d", "mlflow", "-c", drop)),
         (f"{PREFIX}-sftp", 'rm -rf /data/artifacts/* /data/dvc/*', ()),
     ):  # fmt: skip
