@@ -1,16 +1,19 @@
 #!/bin/bash
-# SFTP entrypoint: a non-root sshd that only speaks internal-sftp to holders of authorized keys.
-# A non-root sshd can only log in the UID it runs as, and cannot chroot: isolation comes from
-# ForceCommand internal-sftp, no forwarding, no TTY and file permissions.
+# SFTP entrypoint: a non-root sshd that serves SFTP only, to holders of listed keys, each key
+# confined to one area (a directory under the data root), read-only or read-write.
+# A non-root sshd can only log in the UID it runs as and cannot chroot; the confinement is
+# Landlock, applied by the account's login shell sftp-session (sftp-session.c) before it
+# execs sftp-server. Without a usable Landlock the image refuses to start.
 set -euo pipefail
 RUNTIME_DIR=/tmp/sftp
 # shellcheck source=../common/lib.sh
 source /usr/local/lib/mlops-kit/lib.sh
 
 : "${SFTP_USERNAME:=mlops}" "${SFTP_PORT:=2222}" "${SFTP_DATA_ROOT:=/data}"
-: "${SFTP_DIRECTORIES=artifacts dvc}" "${SFTP_AUTHORIZED_KEYS:=/etc/sftp/authorized_keys}"
+: "${SFTP_DIRECTORIES=artifacts dvc}" "${SFTP_ACCESS:=/etc/sftp/access}"
 : "${SFTP_HOST_KEYS_DIR:=/etc/sftp/host-keys}" "${SFTP_MAX_SESSIONS:=32}"
 : "${SFTP_MAX_STARTUPS:=64:30:256}" "${SFTP_LOG_LEVEL:=INFO}"
+SESSION_SHELL=/usr/local/bin/sftp-session
 
 [[ $SFTP_USERNAME =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] ||
   die "SFTP_USERNAME='$SFTP_USERNAME' must match [a-z_][a-z0-9_-]{0,31}"
@@ -20,38 +23,51 @@ require_port SFTP_PORT
   die "SFTP_MAX_STARTUPS='$SFTP_MAX_STARTUPS' must look like 64 or 64:30:256"
 [[ $SFTP_LOG_LEVEL =~ ^(QUIET|FATAL|ERROR|INFO|VERBOSE|DEBUG[1-3]?)$ ]] ||
   die "SFTP_LOG_LEVEL='$SFTP_LOG_LEVEL' must be one of QUIET FATAL ERROR INFO VERBOSE DEBUG"
-[[ $SFTP_DATA_ROOT == /* ]] || die "SFTP_DATA_ROOT='$SFTP_DATA_ROOT' must be an absolute path"
+[[ $SFTP_DATA_ROOT =~ ^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$ ]] ||
+  die "SFTP_DATA_ROOT='$SFTP_DATA_ROOT' must be an absolute path of plain names"
 [[ -d $SFTP_DATA_ROOT && -w $SFTP_DATA_ROOT ]] ||
   die "$SFTP_DATA_ROOT is not a writable directory for UID $(id -u); mount a volume writable by group 0"
+for area in $SFTP_DIRECTORIES; do
+  [[ $area =~ ^[a-z][a-z0-9_-]{0,62}$ ]] ||
+    die "SFTP_DIRECTORIES: '$area' must match [a-z][a-z0-9_-]* (one plain directory name each)"
+done
+landlock=$("$SESSION_SHELL" --check 2>&1) ||
+  die "cannot isolate SFTP sessions: $landlock. run on a host or node whose kernel enables Landlock (Linux 5.13+, landlock in the lsm= list) with the runtime's default seccomp profile"
 
 runtime_dir
 # sshd's StrictModes walks from authorized_keys up to the home directory; a private home
 # on the tmpfs passes that check whatever the volume's ownership is.
 home="$RUNTIME_DIR/home"
 install -d -m 0700 "$home" "$home/.ssh" "$RUNTIME_DIR/host-keys"
-nss_identity "$SFTP_USERNAME" "$home" /usr/sbin/nologin
+nss_identity "$SFTP_USERNAME" "$home" "$SESSION_SHELL"
 
-# Authorized keys: one file, or every non-hidden file of a directory (one per person).
-keys="$home/.ssh/authorized_keys"
-if [[ -d $SFTP_AUTHORIZED_KEYS ]]; then
-  # awk 1 ends every file with a newline, so a key file without one (a ConfigMap value)
-  # does not glue its last key to the next file's first.
-  find -L "$SFTP_AUTHORIZED_KEYS" -maxdepth 1 -type f ! -name '.*' -print0 | sort -z |
-    xargs -0 -r awk 1 >"$keys"
-elif [[ -f $SFTP_AUTHORIZED_KEYS ]]; then
-  awk 1 "$SFTP_AUTHORIZED_KEYS" >"$keys"
+# The access list: lines "<area> <ro|rw> <public key>", from one file or from every
+# non-hidden file of a directory. Each key is forced into its area by sftp-session.
+if [[ -d $SFTP_ACCESS ]]; then
+  # awk 1 ends every file with a newline, so a file without one (a ConfigMap value) does not
+  # glue its last line to the next file's first.
+  access=$(find -L "$SFTP_ACCESS" -maxdepth 1 -type f ! -name '.*' -print0 | sort -z |
+    xargs -0 -r awk 1)
+elif [[ -f $SFTP_ACCESS ]]; then
+  access=$(awk 1 "$SFTP_ACCESS")
 else
-  die "SFTP_AUTHORIZED_KEYS=$SFTP_AUTHORIZED_KEYS does not exist; mount a public-key file or directory there"
+  die "SFTP_ACCESS=$SFTP_ACCESS does not exist; mount the access list (lines '<area> <ro|rw> <public key>') there"
 fi
+keys="$home/.ssh/authorized_keys"
+: >"$keys"
 chmod 0600 "$keys"
 count=0
-while IFS= read -r line; do
-  [[ -z ${line// /} || $line == \#* ]] && continue
-  ssh-keygen -l -f <(printf '%s\n' "$line") >/dev/null 2>&1 ||
-    die "SFTP_AUTHORIZED_KEYS=$SFTP_AUTHORIZED_KEYS holds a line that is not a public key: ${line:0:40}..."
+while read -r area mode key; do
+  [[ -z $area || $area == \#* ]] && continue
+  [[ " $SFTP_DIRECTORIES " == *" $area "* ]] ||
+    die "SFTP_ACCESS: area '$area' is not one of SFTP_DIRECTORIES ($SFTP_DIRECTORIES)"
+  [[ $mode == ro || $mode == rw ]] || die "SFTP_ACCESS: mode '$mode' for area '$area' must be ro or rw"
+  ssh-keygen -l -f <(printf '%s\n' "$key") >/dev/null 2>&1 ||
+    die "SFTP_ACCESS: the key for area '$area' is not a public key: ${key:0:40}..."
+  printf 'restrict,command="%s %s" %s\n' "$SFTP_DATA_ROOT/$area" "$mode" "$key" >>"$keys"
   count=$((count + 1))
-done <"$keys"
-((count > 0)) || die "SFTP_AUTHORIZED_KEYS=$SFTP_AUTHORIZED_KEYS holds no public key"
+done <<<"$access"
+((count > 0)) || die "SFTP_ACCESS=$SFTP_ACCESS holds no key"
 
 # Host keys: from the mounted secret, else generated once onto the data volume so the
 # fingerprint survives restarts. sshd refuses keys others can read, so use private copies.
@@ -105,16 +121,18 @@ PermitTunnel no
 PermitTTY no
 PermitUserRC no
 PermitUserEnvironment no
+DisableForwarding yes
+ExposeAuthInfo no
 PrintMotd no
 MaxSessions $SFTP_MAX_SESSIONS
 MaxStartups $SFTP_MAX_STARTUPS
 ClientAliveInterval 30
 ClientAliveCountMax 4
 LogLevel $SFTP_LOG_LEVEL
-Subsystem sftp internal-sftp -d $SFTP_DATA_ROOT -u 0002
-ForceCommand internal-sftp -d $SFTP_DATA_ROOT -u 0002
+# Every key carries a forced command (above), which replaces this for sftp sessions.
+Subsystem sftp /usr/lib/openssh/sftp-server
 CONFIG
 /usr/sbin/sshd -t -f "$config" || die "the generated sshd configuration is invalid"
 
-log "serving SFTP for '$SFTP_USERNAME' on port $SFTP_PORT from $SFTP_DATA_ROOT ($count authorized keys)"
+log "serving SFTP for '$SFTP_USERNAME' on port $SFTP_PORT: $count keys, areas $SFTP_DIRECTORIES under $SFTP_DATA_ROOT, sessions confined by $landlock"
 exec /usr/sbin/sshd -D -e -f "$config"

@@ -73,9 +73,10 @@ def postgres(
 @dataclass
 class Sftp:
     container: Container
-    keys_dir: Path
-    users: list[KeyPair]
-    mlflow_key: KeyPair
+    access_dir: Path
+    writer: KeyPair  # dvc rw
+    reader: KeyPair  # dvc ro
+    mlflow_key: KeyPair  # artifacts rw
 
     @property
     def port(self) -> int:
@@ -85,26 +86,39 @@ class Sftp:
         return self.container.exec("cat", "/data/.host-keys/ssh_host_ed25519_key.pub").strip()
 
 
+def write_access_dir(directory: Path, grants: dict[str, tuple[str, str, KeyPair]]) -> Path:
+    """An SFTP_ACCESS directory: one file per principal, lines '<area> <mode> <key>'."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (area, mode, pair) in grants.items():
+        (directory / name).write_text(f"{area} {mode} {pair.public_line}\n")
+    directory.chmod(0o755)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFactory) -> Sftp:
     tmp = tmp_path_factory.mktemp("sftp")
-    users = [generate_keypair(tmp / "alice", "ed25519"), generate_keypair(tmp / "bob", "ed25519")]
+    writer = generate_keypair(tmp / "alice", "ed25519")
+    reader = generate_keypair(tmp / "bob", "ed25519")
     mlflow_key = generate_keypair(tmp / "mlflow", "rsa")
-    keys_dir = tmp / "authorized_keys"
-    keys_dir.mkdir()
-    for pair in (*users, mlflow_key):
-        (keys_dir / f"{pair.private.name}.pub").write_text(pair.public_line + "\n")
-    # A key file without a final newline, as a Kubernetes ConfigMap value has none.
-    (keys_dir / f"{users[0].private.name}.pub").write_text(users[0].public_line)
-    keys_dir.chmod(0o755)
+    access_dir = write_access_dir(
+        tmp / "access",
+        {
+            "alice": ("dvc", "rw", writer),
+            "bob": ("dvc", "ro", reader),
+            "mlflow": ("artifacts", "rw", mlflow_key),
+        },
+    )
+    # A file without a final newline, as a Kubernetes ConfigMap value has none.
+    (access_dir / "alice").write_text(f"dvc rw {writer.public_line}")
     container = sandbox.run(
         "sftp",
         images.ref("sftp"),
-        mounts=[f"{sandbox.volume('sftp')}:/data", f"{keys_dir}:/etc/sftp/authorized_keys:ro"],
+        mounts=[f"{sandbox.volume('sftp')}:/data", f"{access_dir}:/etc/sftp/access:ro"],
         publish=[2222],
     )
     container.wait_healthy()
-    return Sftp(container, keys_dir, users, mlflow_key)
+    return Sftp(container, access_dir, writer, reader, mlflow_key)
 
 
 @dataclass

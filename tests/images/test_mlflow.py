@@ -82,7 +82,7 @@ def test_run_is_stored_in_postgres(logged_run: dict, postgres: Postgres) -> None
 def test_proxied_artifact_lands_on_sftp_byte_for_byte(logged_run: dict, sftp: Sftp) -> None:
     run_dir = f"/data/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}"
     path = f"{run_dir}/artifacts/weights.bin"
-    with sftp_session(sftp.port, "mlops", sftp.users[0].private) as session:
+    with sftp_session(sftp.port, "mlops", sftp.mlflow_key.private) as session:
         buffer = io.BytesIO()
         session.getfo(path, buffer)
     assert sha256(buffer.getvalue()) == logged_run["sha256"]
@@ -234,7 +234,7 @@ def test_direct_sftp_artifact_root(
     ).json()
     assert [f["path"] for f in listing["files"]] == ["direct.bin"]
     remote = report["artifact_uri"].removeprefix("sftp://mlops@sftp:2222") + "/direct.bin"
-    with sftp_session(sftp.port, "mlops", sftp.users[0].private) as session:
+    with sftp_session(sftp.port, "mlops", sftp.mlflow_key.private) as session:
         assert session.stat(remote).st_size == 256 * 1024
 
 
