@@ -2,7 +2,8 @@
 """Entrypoint of the MLflow image: configuration from the environment, secrets from files.
 
 Commands:
-  server   (default) wait for the database, migrate if MLFLOW_DB_UPGRADE=true, serve.
+  server   (default) wait for the database, migrate if MLFLOW_DB_UPGRADE=true, converge the
+           people's accounts (MLFLOW_PEOPLE_DIR) and the metrics account, serve.
   migrate  wait for the database, migrate the tracking and auth schemas, exit.
 
 Every setting is documented in images/README.md. Secrets never reach process arguments: the
@@ -12,14 +13,16 @@ database URIs travel in the server's environment and in a 0600 file on the /tmp 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import stat
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 EX_CONFIG = 78
 RUNTIME_DIR = Path("/tmp/mlflow")
@@ -28,6 +31,7 @@ MIGRATION_LOCK_ID = 0x6D6C666C6F77
 AUTH_PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 # MLflow's password policy; checked here so the error names our setting before the server starts.
 MIN_ADMIN_PASSWORD_LENGTH = 12
+AUTH_APP = "mlops-kit-auth"
 LOCAL_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[::1]:*")
 
 
@@ -145,6 +149,11 @@ class Settings:
     auth_default_permission: str = "READ"
     auth_cache_ttl_seconds: int = 60
     flask_secret_key: str = field(default="", repr=False)
+    people_dir: str = ""
+    metrics_username: str = "metrics"
+    metrics_password: str = field(default="", repr=False)
+    # mlops_kit_auth.roles.Account objects, read from people_dir.
+    people: tuple[Any, ...] = field(default=(), repr=False)
     sftp_private_key_file: str = ""
     sftp_known_hosts_file: str = ""
 
@@ -214,7 +223,23 @@ def load_settings(env: Mapping[str, str]) -> Settings:
                 "MLFLOW_FLASK_SERVER_SECRET_KEY",
                 "a random string shared by every replica (signs sessions and CSRF tokens)",
             ),
+            "people_dir": env.get("MLFLOW_PEOPLE_DIR", "").strip(),
+            "metrics_username": env.get("MLFLOW_METRICS_USERNAME", "").strip() or "metrics",
+            "metrics_password": read_secret(env, "MLFLOW_METRICS_PASSWORD"),
         }
+        people_dir = str(auth_fields["people_dir"])
+        if people_dir:
+            auth_fields["people"] = read_people_dir(
+                Path(people_dir),
+                str(auth_fields["auth_admin_username"]),
+                str(auth_fields["metrics_username"]),
+            )
+        metrics_password = str(auth_fields["metrics_password"])
+        if metrics_password and len(metrics_password) < MIN_ADMIN_PASSWORD_LENGTH:
+            raise ConfigError(
+                f"MLFLOW_METRICS_PASSWORD is {len(metrics_password)} characters long; MLflow "
+                f"needs at least {MIN_ADMIN_PASSWORD_LENGTH}"
+            )
     settings = Settings(
         port=_int(env, "MLFLOW_PORT", 5000, 1024, 65535),
         workers=_int(env, "MLFLOW_WORKERS", 2, 1, 64),
@@ -312,6 +337,7 @@ def prepare_runtime(settings: Settings, env: dict[str, str]) -> None:
         if name.endswith("_FILE") or name in {
             "MLFLOW_DB_PASSWORD",
             "MLFLOW_AUTH_ADMIN_PASSWORD",
+            "MLFLOW_METRICS_PASSWORD",
             "MLFLOW_AUTH_DB_URI",
         }:
             env.pop(name)
@@ -338,7 +364,8 @@ def server_argv(settings: Settings) -> list[str]:
     if settings.enable_workspaces:
         argv.append("--enable-workspaces")
     if settings.auth_enabled:
-        argv += ["--app-name", "basic-auth"]
+        # Stock basic auth plus the kit's roles (plugins/mlops_kit_auth).
+        argv += ["--app-name", AUTH_APP]
     return argv
 
 
@@ -372,27 +399,69 @@ def wait_for_database(uri: str, seconds: int) -> None:
             time.sleep(2)
 
 
-def migrate(settings: Settings) -> None:
-    """Run `mlflow db upgrade` (and the auth DB upgrade) under a PostgreSQL advisory lock."""
+@contextlib.contextmanager
+def migration_lock(settings: Settings) -> Iterator[None]:
+    """A PostgreSQL advisory lock: replicas starting together take turns."""
     import psycopg2
-    from mlflow.db import upgrade as tracking_upgrade
-    from mlflow.server.auth.db.cli import upgrade as auth_upgrade
 
-    with psycopg2.connect(_psycopg2_dsn(settings.backend_store_uri)) as lock_conn:
+    lock_conn = psycopg2.connect(_psycopg2_dsn(settings.backend_store_uri))
+    try:
         lock_conn.autocommit = True
         with lock_conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
         try:
-            log("migrating the tracking database")
-            tracking_upgrade.callback(settings.backend_store_uri)
-            if settings.auth_enabled:
-                log("migrating the auth database")
-                auth_upgrade.callback(settings.auth_db_uri, "head")
+            yield
         finally:
             with lock_conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
-    lock_conn.close()
+    finally:
+        lock_conn.close()
+
+
+def migrate(settings: Settings) -> None:
+    """Run `mlflow db upgrade` (and the auth DB upgrade) under the migration lock."""
+    from mlflow.db import upgrade as tracking_upgrade
+    from mlflow.server.auth.db.cli import upgrade as auth_upgrade
+
+    with migration_lock(settings):
+        log("migrating the tracking database")
+        tracking_upgrade.callback(settings.backend_store_uri)
+        if settings.auth_enabled:
+            log("migrating the auth database")
+            auth_upgrade.callback(settings.auth_db_uri, "head")
     log("migrations done")
+
+
+def read_people_dir(directory: Path, admin_username: str, metrics_username: str) -> tuple:
+    """The people list of MLFLOW_PEOPLE_DIR, checked before anything starts."""
+    from mlops_kit_auth.roles import PeopleError, read_people
+
+    if not (directory / "people.json").is_file():
+        raise ConfigError(
+            f"MLFLOW_PEOPLE_DIR={directory} holds no people.json; mount the people list there"
+        )
+    try:
+        return tuple(read_people(directory, admin_username, metrics_username))
+    except PeopleError as exc:
+        raise ConfigError(f"MLFLOW_PEOPLE_DIR: {exc}") from None
+
+
+def converge_accounts(settings: Settings) -> None:
+    """People (MLFLOW_PEOPLE_DIR) and the metrics account into the auth DB, before serving."""
+    from mlops_kit_auth.people import converge
+    from mlops_kit_auth.roles import METRICS_ROLE, PERSON_ROLES, Account
+
+    accounts: list[Account] = list(settings.people)
+    managed_roles = {METRICS_ROLE}
+    if settings.people_dir:
+        managed_roles.update(PERSON_ROLES)
+    if settings.metrics_password:
+        accounts.append(Account(settings.metrics_username, METRICS_ROLE, settings.metrics_password))
+    with migration_lock(settings):
+        report = converge(
+            settings.auth_db_uri, accounts, managed_roles, {settings.auth_admin_username}
+        )
+    log(f"accounts: {report}")
 
 
 def main(argv: list[str]) -> int:
@@ -411,6 +480,8 @@ def main(argv: list[str]) -> int:
             migrate(settings)
         if command == "migrate":
             return 0
+        if settings.auth_enabled:
+            converge_accounts(settings)
         prepare_runtime(settings, env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -146,7 +146,7 @@ def test_server_argv_holds_no_secret(ep, env) -> None:
     for secret in ("p@ss", "p%40ss", "admin-password-long", "flask-secret"):
         assert secret not in argv
     assert "--serve-artifacts" in argv
-    assert "--app-name basic-auth" in argv
+    assert "--app-name mlops-kit-auth" in argv
 
 
 def test_runtime_files_keep_secrets_private_and_escape_percent(

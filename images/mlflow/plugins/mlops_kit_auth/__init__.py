@@ -1,0 +1,119 @@
+"""MLflow's basic-auth app with mlops-kit's roles (``mlflow server --app-name mlops-kit-auth``).
+
+Stock basic auth lets every user create experiments and registered models, and serves
+``/metrics`` to admins only. This app keeps every stock check and adds two rules:
+
+- a user holding the kit's ``reader`` role passes only reads: GET and HEAD requests, and
+  requests whose MLflow check is a read (searches are POSTs). Every other request, creations
+  and proxied artifact uploads or deletions included, gets 403;
+- a user holding the kit's ``metrics`` role may read ``/metrics`` (and, through DENY grants,
+  nothing else).
+
+MLflow looks its validators up through module functions at request time, so wrapping those
+functions is enough; the roles themselves are data (roles.py) written by people.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from cachetools import TTLCache
+
+from .roles import METRICS_ROLE, WORKSPACE, is_read_validator, mlflow_role_name
+
+# Roles change only when people are converged (at a server start); a minute's cache spares a
+# database query on most requests and bounds how long a change on another replica takes.
+_ROLE_CACHE: TTLCache[str, frozenset[str]] = TTLCache(maxsize=10_000, ttl=60)
+_ROLE_CACHE_LOCK = threading.Lock()
+METRICS_PATHS = ("/metrics",)
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def kit_roles(username: str) -> frozenset[str]:
+    """The kit roles (without prefix) that ``username`` holds."""
+    from mlflow.server import auth
+
+    with _ROLE_CACHE_LOCK:
+        cached = _ROLE_CACHE.get(username)
+    if cached is not None:
+        return cached
+    user = auth.store.get_user(username)
+    roles = frozenset(
+        role.name.removeprefix(mlflow_role_name(""))
+        for role in auth.store.list_user_roles(user.id)
+        if role.workspace == WORKSPACE and role.name.startswith(mlflow_role_name(""))
+    )
+    with _ROLE_CACHE_LOCK:
+        _ROLE_CACHE[username] = roles
+    return roles
+
+
+def _current_username() -> str:
+    from mlflow.server import auth
+
+    return auth.authenticate_request().username
+
+
+def _unless_reader(validator: Callable[[], bool]) -> Callable[[], bool]:
+    def guarded() -> bool:
+        return "reader" not in kit_roles(_current_username()) and validator()
+
+    guarded.__name__ = f"kit_writer_{getattr(validator, '__name__', 'check')}"
+    return guarded
+
+
+def _unless_reader_async(validator: Callable[..., Any]) -> Callable[..., Any]:
+    async def guarded(username: str, request: Any) -> bool:
+        return "reader" not in kit_roles(username) and await validator(username, request)
+
+    return guarded
+
+
+def _metrics_reader() -> bool:
+    return METRICS_ROLE in kit_roles(_current_username())
+
+
+def install_rules() -> None:
+    """Wrap MLflow's validator look-ups with the kit's rules (idempotent)."""
+    from mlflow.server import auth
+
+    if getattr(auth, "_mlops_kit_rules", False):
+        return
+    find_validator = auth._find_validator
+    find_fastapi_validator = auth._find_fastapi_validator
+    find_proxy_validator = auth._get_proxy_artifact_validator
+
+    def kit_find_validator(req: Any) -> Callable[[], bool] | None:
+        if req.path in METRICS_PATHS and req.method == "GET":
+            return _metrics_reader
+        validator = find_validator(req)
+        if validator is None or req.method in READ_METHODS or is_read_validator(validator):
+            return validator
+        return _unless_reader(validator)
+
+    def kit_find_fastapi_validator(path: str, method: str) -> Callable[..., Any] | None:
+        validator = find_fastapi_validator(path, method)
+        if validator is None or method in READ_METHODS or is_read_validator(validator):
+            return validator
+        return _unless_reader_async(validator)
+
+    def kit_find_proxy_validator(method: str, view_args: Any) -> Callable[[], bool] | None:
+        validator = find_proxy_validator(method, view_args)
+        if validator is None or method in READ_METHODS:
+            return validator
+        return _unless_reader(validator)
+
+    auth._find_validator = kit_find_validator
+    auth._find_fastapi_validator = kit_find_fastapi_validator
+    auth._get_proxy_artifact_validator = kit_find_proxy_validator
+    auth._mlops_kit_rules = True
+
+
+def create_app(app: Any = None) -> Any:
+    """The ``mlflow.app`` factory: stock basic auth, then the kit's rules."""
+    from mlflow.server import auth
+
+    install_rules()
+    return auth.create_app() if app is None else auth.create_app(app)

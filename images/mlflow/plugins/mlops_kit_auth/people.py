@@ -1,0 +1,93 @@
+"""Converge MLflow's auth database to the people list: accounts, passwords, kit roles.
+
+Run by the image's entrypoint before the server starts (under the migration lock, so replicas
+starting together converge one after the other). Accounts outside the kit's roles (made by
+hand by an admin) are left alone; accounts holding a kit role that are no longer listed are
+deleted: their runs and models stay, their login does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+from .roles import ROLE_GRANTS, WORKSPACE, Account, mlflow_role_name
+
+
+@dataclass
+class Report:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{what} {', '.join(names)}" for what, names in vars(self).items() if names]
+        return "; ".join(parts) or "no change"
+
+
+def _ensure_roles(store: SqlAlchemyStore) -> dict[str, int]:
+    """Create the kit's roles with exactly their grants; return role name -> id."""
+    existing = {role.name: role for role in store.list_roles([WORKSPACE])}
+    ids: dict[str, int] = {}
+    for role, grants in ROLE_GRANTS.items():
+        name = mlflow_role_name(role)
+        found = existing.get(name) or store.create_role(name, WORKSPACE, "managed by mlops-kit")
+        ids[role] = found.id
+        have = {
+            (p.resource_type, p.resource_pattern, p.permission): p.id
+            for p in store.list_role_permissions(found.id)
+        }
+        want = {(kind, "*", permission) for kind, permission in grants}
+        for kind, pattern, permission in want - have.keys():
+            store.add_role_permission(found.id, kind, pattern, permission)
+        for key in have.keys() - want:
+            store.remove_role_permission(have[key])
+    return ids
+
+
+def converge(
+    db_uri: str, accounts: list[Account], managed_roles: set[str], protected: set[str]
+) -> Report:
+    """Make the auth DB hold exactly ``accounts`` among the users of ``managed_roles``.
+
+    A user holding one of the kit roles in ``managed_roles`` and not in ``accounts`` is
+    deleted; ``protected`` names accounts that never are (the bootstrap admin).
+    """
+    store = SqlAlchemyStore()
+    store.init_db(db_uri)
+    role_ids = _ensure_roles(store)
+    kit_role_ids = set(role_ids.values())
+    managed_ids = {role_ids[role] for role in managed_roles}
+    report = Report()
+    wanted = {account.name for account in accounts}
+    for account in accounts:
+        is_admin = account.role == "admin"
+        if not store.has_user(account.name, use_primary=True):
+            store.create_user(account.name, account.password, is_admin=is_admin)
+            report.created.append(account.name)
+        else:
+            changed = False
+            if not store.authenticate_user(account.name, account.password, use_primary=True):
+                store.update_user(account.name, password=account.password)
+                changed = True
+            if store.get_user(account.name).is_admin != is_admin:
+                store.update_user(account.name, is_admin=is_admin)
+                changed = True
+            if changed:
+                report.updated.append(account.name)
+        user_id = store.get_user(account.name).id
+        held = {role.id for role in store.list_user_roles(user_id)} & kit_role_ids
+        target = role_ids[account.role]
+        if target not in held:
+            store.assign_role_to_user(user_id, target)
+            if account.name not in report.created:
+                report.updated.append(account.name)
+        for stale in held - {target}:
+            store.unassign_role_from_user(user_id, stale)
+    for user, roles in store.list_users_with_roles():
+        managed = any(role.id in managed_ids for role in roles)
+        if managed and user.username not in wanted and user.username not in protected:
+            store.delete_user(user.username)
+            report.removed.append(user.username)
+    return report

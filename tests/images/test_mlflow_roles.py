@@ -1,0 +1,303 @@
+"""People and roles in the MLflow image: each boundary attacked with real HTTP clients.
+
+A server with its own PostgreSQL gets a people list (an editor, a reader, an admin) and a
+metrics account; every test uses the accounts' own credentials, never the bootstrap admin's
+unless it sets a scene up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from tests.images.conftest import Sftp, sftp_client_files, start_postgres
+from tests.support.docker import Container, Sandbox, assert_config_error, new_secret, secret_dir
+
+pytestmark = pytest.mark.docker
+
+PEOPLE = {"alice": "editor", "bob": "reader", "carol": "admin"}
+API = "/api/2.0/mlflow"
+
+
+@dataclass
+class Server:
+    container: Container
+    people_dir: Path
+    passwords: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.container.host_port(5000)}"
+
+    def call(self, who: str, method: str, path: str, **kwargs: object) -> requests.Response:
+        return requests.request(
+            method, self.url + path, auth=(who, self.passwords[who]), timeout=60, **kwargs
+        )
+
+
+def write_people(directory: Path, people: dict[str, str], passwords: dict[str, str]) -> None:
+    for old in directory.glob("*.password"):
+        old.unlink()
+    (directory / "people.json").write_text(
+        json.dumps([{"name": name, "role": role} for name, role in people.items()])
+    )
+    for name in people:
+        (directory / f"{name}.password").write_text(passwords[name] + "\n")
+    for path in (directory, *directory.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.fixture(scope="module")
+def server(
+    sandbox: Sandbox, images, sftp: Sftp, tmp_path_factory: pytest.TempPathFactory
+) -> Server:
+    tmp = tmp_path_factory.mktemp("roles")
+    postgres = start_postgres(sandbox, images, tmp, name="db-roles")
+    passwords = {name: new_secret() for name in (*PEOPLE, "admin", "metrics")}
+    secrets = secret_dir(
+        tmp / "secrets",
+        {
+            "db": postgres.secrets["app"],
+            "admin": passwords["admin"],
+            "flask": new_secret(),
+            "metrics": passwords["metrics"],
+        },
+    )
+    people_dir = tmp / "people"
+    people_dir.mkdir()
+    write_people(people_dir, PEOPLE, passwords)
+    container = sandbox.run(
+        "mlflow-roles",
+        images.ref("mlflow"),
+        env={
+            "MLFLOW_DB_HOST": "db-roles",
+            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+            "MLFLOW_DB_UPGRADE": "true",
+            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+            "MLFLOW_METRICS_PASSWORD_FILE": "/run/secrets/mlflow/metrics",
+            "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
+            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+        },
+        mounts=[
+            f"{secrets}:/run/secrets/mlflow:ro",
+            f"{people_dir}:/run/secrets/people:ro",
+            f"{sftp_client_files(tmp / 'sftp', sftp)}:/etc/mlflow/sftp:ro",
+        ],
+        publish=[5000],
+    )
+    container.wait_healthy()
+    return Server(container, people_dir, passwords)
+
+
+@pytest.fixture
+def as_user(server: Server) -> Iterator[callable]:
+    """Point the stock mlflow client at the server as one person."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+
+    def use(who: str) -> MlflowClient:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = who
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = server.passwords[who]
+        mlflow.set_tracking_uri(server.url)
+        return MlflowClient(server.url)
+
+    yield use
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def shared(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An experiment and a run the bootstrap admin made, with an artifact."""
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    response = server.call("admin", "POST", f"{API}/experiments/create", json={"name": name})
+    experiment_id = response.json()["experiment_id"]
+    run = server.call("admin", "POST", f"{API}/runs/create", json={"experiment_id": experiment_id})
+    run_id = run.json()["run"]["info"]["run_id"]
+    server.call("admin", "POST", f"{API}/runs/log-metric", json={
+        "run_id": run_id, "key": "rmse", "value": 0.3, "timestamp": 0, "step": 0,
+    })  # fmt: skip
+    artifact = tmp_path_factory.mktemp("shared") / "report.txt"
+    artifact.write_text("quarterly numbers\n")
+    upload = requests.put(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/report.txt",
+        data=artifact.read_bytes(),
+        auth=("admin", server.passwords["admin"]),
+        timeout=60,
+    )
+    assert upload.status_code == 200, upload.text
+    return {"experiment_id": experiment_id, "run_id": run_id, "name": name}
+
+
+def test_every_person_has_their_own_login(server: Server) -> None:
+    for who in PEOPLE:
+        response = server.call(who, "GET", f"{API}/users/current")
+        assert response.status_code == 200, response.text
+        assert response.json()["user"]["username"] == who
+    wrong = requests.get(
+        f"{server.url}{API}/experiments/search", auth=("alice", "not-her-password"), timeout=30
+    )
+    assert wrong.status_code == 401
+
+
+def test_reader_reads_everything(server: Server, shared: dict[str, str], as_user) -> None:
+    client = as_user("bob")
+    assert client.get_run(shared["run_id"]).data.metrics["rmse"] == 0.3
+    assert [f.path for f in client.list_artifacts(shared["run_id"])] == ["report.txt"]
+    names = [e.name for e in client.search_experiments()]
+    assert shared["name"] in names
+
+
+WRITES = [
+    ("POST", f"{API}/experiments/create", lambda s: {"name": f"bob-{uuid.uuid4().hex[:6]}"}),
+    ("POST", f"{API}/runs/create", lambda s: {"experiment_id": s["experiment_id"]}),
+    ("POST", f"{API}/runs/log-metric", lambda s: {
+        "run_id": s["run_id"], "key": "rmse", "value": 9.9, "timestamp": 0, "step": 1,
+    }),
+    ("POST", f"{API}/runs/set-tag", lambda s: {"run_id": s["run_id"], "key": "k", "value": "v"}),
+    ("POST", f"{API}/runs/delete", lambda s: {"run_id": s["run_id"]}),
+    ("POST", f"{API}/experiments/update", lambda s: {
+        "experiment_id": s["experiment_id"], "new_name": "hijacked",
+    }),
+    ("POST", f"{API}/registered-models/create", lambda s: {"name": f"bob-{uuid.uuid4().hex[:6]}"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES, ids=[w[1] for w in WRITES])
+def test_reader_cannot_write_anything(
+    server: Server, shared: dict[str, str], method: str, path: str, body
+) -> None:
+    response = server.call("bob", method, path, json=body(shared))
+    assert response.status_code == 403, response.text
+
+
+def test_reader_cannot_change_artifacts(server: Server, shared: dict[str, str]) -> None:
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{shared['experiment_id']}/{shared['run_id']}"
+    put = server.call("bob", "PUT", f"{base}/artifacts/report.txt", data=b"forged")
+    delete = server.call("bob", "DELETE", f"{base}/artifacts/report.txt")
+    assert (put.status_code, delete.status_code) == (403, 403)
+    get = server.call("bob", "GET", f"{base}/artifacts/report.txt")
+    assert get.content == b"quarterly numbers\n"
+
+
+def test_editor_logs_into_shared_experiments_and_registers_models(
+    server: Server, shared: dict[str, str], as_user
+) -> None:
+    client = as_user("alice")
+    run = client.create_run(shared["experiment_id"])
+    client.log_metric(run.info.run_id, "accuracy", 0.91)
+    client.set_terminated(run.info.run_id)
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    assert client.get_model_version_by_alias(name, "champion").run_id == run.info.run_id
+    reader = as_user("bob")
+    assert reader.get_model_version_by_alias(name, "champion").version == version.version
+
+
+def test_editor_cannot_manage_users(server: Server) -> None:
+    response = server.call(
+        "alice", "POST", f"{API}/users/create", json={"username": "eve", "password": "x" * 20}
+    )
+    assert response.status_code == 403
+
+
+def test_admin_person_manages_users(server: Server) -> None:
+    name = f"temp{uuid.uuid4().hex[:6]}"
+    created = server.call(
+        "carol", "POST", f"{API}/users/create", json={"username": name, "password": "y" * 20}
+    )
+    assert created.status_code == 200, created.text
+    assert server.call("carol", "DELETE", f"{API}/users/delete", json={"username": name}).ok
+
+
+def test_metrics_account_scrapes_and_reads_nothing_else(
+    server: Server, shared: dict[str, str]
+) -> None:
+    metrics = server.call("metrics", "GET", "/metrics")
+    assert metrics.status_code == 200
+    assert "mlflow_http_request_total" in metrics.text or "# TYPE" in metrics.text
+    found = server.call("metrics", "POST", f"{API}/experiments/search", json={"max_results": 100})
+    assert found.status_code == 403 or found.json().get("experiments", []) == []
+    for path, params in (
+        (f"{API}/experiments/get", {"experiment_id": shared["experiment_id"]}),
+        (f"{API}/runs/get", {"run_id": shared["run_id"]}),
+    ):
+        assert server.call("metrics", "GET", path, params=params).status_code == 403
+    create = server.call("metrics", "POST", f"{API}/experiments/create", json={"name": "m"})
+    assert create.status_code == 403
+    for who in PEOPLE.keys() - {"carol"}:
+        assert server.call(who, "GET", "/metrics").status_code == 403
+
+
+def test_removed_person_loses_access_and_keeps_their_runs(
+    server: Server, shared: dict[str, str], as_user
+) -> None:
+    client = as_user("alice")
+    run = client.create_run(shared["experiment_id"])
+    client.log_metric(run.info.run_id, "loss", 0.1)
+    remaining = {k: v for k, v in PEOPLE.items() if k != "alice"}
+    write_people(server.people_dir, remaining, server.passwords)
+    server.container.restart()
+    server.container.wait_healthy()
+    assert server.call("alice", "GET", f"{API}/experiments/search").status_code == 401
+    kept = server.call("bob", "GET", f"{API}/runs/get", params={"run_id": run.info.run_id})
+    assert kept.json()["run"]["data"]["metrics"][0]["value"] == 0.1
+    # Rotating a password: the old one stops working at the next start.
+    server.passwords["bob"], old = new_secret(), server.passwords["bob"]
+    write_people(server.people_dir, remaining, server.passwords)
+    server.container.restart()
+    server.container.wait_healthy()
+    assert server.call("bob", "GET", f"{API}/experiments/search").ok
+    stale = requests.get(f"{server.url}{API}/experiments/search", auth=("bob", old), timeout=30)
+    assert stale.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("people", "message"),
+    [
+        ('[{"name": "admin", "role": "editor"}]', "reserved for the platform's own account"),
+        ('[{"name": "dave", "role": "owner"}]', "role 'owner' must be one of"),
+        ('{"dave": "editor"}', "must be a list"),
+    ],
+)
+def test_bad_people_list_stops_the_server_with_one_line(
+    sandbox: Sandbox, images, tmp_path: Path, people: str, message: str
+) -> None:
+    directory = tmp_path / "people"
+    directory.mkdir()
+    (directory / "people.json").write_text(people)
+    for name in ("admin", "dave"):
+        (directory / f"{name}.password").write_text("p" * 20)
+    for path in (directory, *directory.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    secrets = secret_dir(tmp_path / "s", {"db": "x", "admin": new_secret(), "flask": "f"})
+    result = sandbox.run_to_exit(
+        images.ref("mlflow"),
+        env={
+            "MLFLOW_DB_HOST": "db-roles",
+            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+            "MLFLOW_DB_WAIT_SECONDS": "5",
+            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+            "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
+            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+            "MLFLOW_SFTP_PRIVATE_KEY_FILE": "/dev/null",
+            "MLFLOW_SFTP_KNOWN_HOSTS_FILE": "/dev/null",
+        },
+        mounts=[f"{secrets}:/run/secrets/mlflow:ro", f"{directory}:/run/secrets/people:ro"],
+    )
+    assert_config_error(result, message)
