@@ -253,7 +253,7 @@ def test_removed_person_loses_access_and_keeps_their_runs(
     write_people(server.people_dir, remaining, server.passwords)
     server.container.restart()
     server.container.wait_healthy()
-    assert server.call("alice", "GET", f"{API}/experiments/search").status_code == 401
+    assert server.call("alice", "GET", f"{API}/users/current").status_code == 401
     kept = server.call("bob", "GET", f"{API}/runs/get", params={"run_id": run.info.run_id})
     assert kept.json()["run"]["data"]["metrics"][0]["value"] == 0.1
     # Rotating a password: the old one stops working at the next start.
@@ -261,8 +261,8 @@ def test_removed_person_loses_access_and_keeps_their_runs(
     write_people(server.people_dir, remaining, server.passwords)
     server.container.restart()
     server.container.wait_healthy()
-    assert server.call("bob", "GET", f"{API}/experiments/search").ok
-    stale = requests.get(f"{server.url}{API}/experiments/search", auth=("bob", old), timeout=30)
+    assert server.call("bob", "GET", f"{API}/users/current").ok
+    stale = requests.get(f"{server.url}{API}/users/current", auth=("bob", old), timeout=30)
     assert stale.status_code == 401
 
 

@@ -174,4 +174,4 @@ def assert_config_error(result: subprocess.CompletedProcess[str], message: str) 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
-    assert message in lines[0]
+    assert message in lines[0], lines[0]
