@@ -56,7 +56,10 @@ fi
 keys="$home/.ssh/authorized_keys"
 : >"$keys"
 chmod 0600 "$keys"
-count=0
+# sshd uses the first line that matches a key, so every key gets one line listing all of its
+# areas: "<dir> <mode> [<dir> <mode> ...]".
+declare -A grants=() key_lines=()
+order=()
 while read -r area mode key; do
   [[ -z $area || $area == \#* ]] && continue
   [[ " $SFTP_DIRECTORIES " == *" $area "* ]] ||
@@ -64,9 +67,21 @@ while read -r area mode key; do
   [[ $mode == ro || $mode == rw ]] || die "SFTP_ACCESS: mode '$mode' for area '$area' must be ro or rw"
   ssh-keygen -l -f <(printf '%s\n' "$key") >/dev/null 2>&1 ||
     die "SFTP_ACCESS: the key for area '$area' is not a public key: ${key:0:40}..."
-  printf 'restrict,command="%s %s" %s\n' "$SFTP_DATA_ROOT/$area" "$mode" "$key" >>"$keys"
-  count=$((count + 1))
+  read -r key_type key_data _ <<<"$key"
+  id="$key_type $key_data"
+  if [[ -z ${grants[$id]+set} ]]; then
+    order+=("$id")
+    key_lines[$id]=$key
+    grants[$id]=""
+  fi
+  [[ " ${grants[$id]} " != *" $SFTP_DATA_ROOT/$area "* ]] ||
+    die "SFTP_ACCESS: a key is listed twice for area '$area'; keep one line per key and area"
+  grants[$id]+="${grants[$id]:+ }$SFTP_DATA_ROOT/$area $mode"
 done <<<"$access"
+for id in "${order[@]}"; do
+  printf 'restrict,command="%s" %s\n' "${grants[$id]}" "${key_lines[$id]}" >>"$keys"
+done
+count=${#order[@]}
 ((count > 0)) || die "SFTP_ACCESS=$SFTP_ACCESS holds no key"
 
 # Host keys: from the mounted secret, else generated once onto the data volume so the

@@ -1,9 +1,10 @@
 /*
  * sftp-session: the login shell of the SFTP image's account. sshd runs it as
- * `sftp-session -c "<area directory> <ro|rw>"`, the forced command the entrypoint writes
- * in front of every authorized key, for every session a key opens (shell, exec or the sftp
- * subsystem alike). It confines itself with Landlock to that one directory (read-only for
- * "ro") plus the read-only system files sftp-server needs, then execs OpenSSH's sftp-server.
+ * `sftp-session -c "<area directory> <ro|rw> [<area directory> <ro|rw> ...]"`, the forced
+ * command the entrypoint writes in front of every authorized key, for every session a key
+ * opens (shell, exec or the sftp subsystem alike). It confines itself with Landlock to those
+ * directories (read-only for "ro") plus the read-only system files sftp-server needs, then
+ * execs OpenSSH's sftp-server, starting in the first area.
  *
  * Why Landlock: a non-root sshd cannot chroot, and every session runs as sshd's own UID, so
  * file permissions cannot keep a session from sshd's host keys, its configuration, the
@@ -144,10 +145,26 @@ int main(int argc, char **argv) {
 	if (argc != 3 || strcmp(argv[1], "-c") != 0)
 		fail("this account serves SFTP only");
 
-	/* The forced command: "<directory> <ro|rw>", written by the entrypoint. */
-	char dir[4096], mode[8], extra[2];
-	if (sscanf(argv[2], "%4095s %7s %1s", dir, mode, extra) != 2 || !valid_area(dir) ||
-	    (strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0))
+	/* The forced command: "<directory> <ro|rw>" pairs, written by the entrypoint. */
+	enum { MAX_AREAS = 8 };
+	char command[8192];
+	char *dirs[MAX_AREAS], *modes[MAX_AREAS];
+	int areas = 0, all_read_only = 1;
+	if (strlen(argv[2]) >= sizeof(command))
+		fail("this account serves SFTP only");
+	strcpy(command, argv[2]);
+	for (char *save = NULL, *word = strtok_r(command, " ", &save); word;
+	     word = strtok_r(NULL, " ", &save)) {
+		char *mode = strtok_r(NULL, " ", &save);
+		if (areas == MAX_AREAS || !mode || !valid_area(word) ||
+		    (strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0))
+			fail("this account serves SFTP only");
+		dirs[areas] = word;
+		modes[areas] = mode;
+		all_read_only &= strcmp(mode, "ro") == 0;
+		areas++;
+	}
+	if (areas == 0)
 		fail("this account serves SFTP only");
 	const char *problem = abi_problem(abi);
 	if (problem)
@@ -178,12 +195,14 @@ int main(int argc, char **argv) {
 		fail("cannot create a Landlock ruleset");
 
 	const __u64 read_only = FS_READ_FILE | FS_READ_DIR;
-	__u64 area = read_only;
-	if (strcmp(mode, "rw") == 0) {
-		area |= FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG;
-		area |= fs & (FS_REFER | FS_TRUNCATE);
+	for (int i = 0; i < areas; i++) {
+		__u64 area = read_only;
+		if (strcmp(modes[i], "rw") == 0) {
+			area |= FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG;
+			area |= fs & (FS_REFER | FS_TRUNCATE);
+		}
+		allow(ruleset, dirs[i], area, 0);
 	}
-	allow(ruleset, dir, area, 0);
 	/* What sftp-server itself needs: programs and libraries, the loader cache, time zones,
 	 * the nss_wrapper passwd that names the UID, and /dev/null. Nothing else is reachable. */
 	allow(ruleset, "/usr", FS_EXECUTE | read_only, 0);
@@ -202,11 +221,13 @@ int main(int argc, char **argv) {
 	setenv("LD_PRELOAD", "libnss_wrapper.so", 1);
 	setenv("NSS_WRAPPER_PASSWD", NSS_DIR "/passwd", 1);
 	setenv("NSS_WRAPPER_GROUP", NSS_DIR "/group", 1);
-	if (strcmp(mode, "ro") == 0) {
-		char *const args[] = {"sftp-server", "-R", "-d", dir, "-P", DENIED_REQUESTS, NULL};
+	/* -R when every area is read-only; otherwise Landlock alone keeps "ro" areas unwritable. */
+	if (all_read_only) {
+		char *const args[] = {"sftp-server", "-R", "-d", dirs[0], "-P", DENIED_REQUESTS, NULL};
 		execv(SFTP_SERVER, args);
 	} else {
-		char *const args[] = {"sftp-server", "-u", "0002", "-d", dir, "-P", DENIED_REQUESTS, NULL};
+		char *const args[] = {"sftp-server", "-u", "0002", "-d", dirs[0],
+		                      "-P", DENIED_REQUESTS, NULL};
 		execv(SFTP_SERVER, args);
 	}
 	fail("cannot run " SFTP_SERVER);

@@ -246,7 +246,7 @@ def test_bad_input_names_the_problem_and_changes_nothing():
         assert message in result.output, result.output[-2000:]
     assert (DEPLOY_DIR / "people.yml").read_text() == before
     # A hand-edited mistake stops the deploy before anything changes.
-    (DEPLOY_DIR / "people.yml").write_text(before + "- {name: eve, mlflow: owner}\n")
+    (DEPLOY_DIR / "people.yml").write_text(before + "  - {name: eve, mlflow: owner}\n")
     try:
         result = make("deploy", ENV=ENV_NAME)
         assert result.returncode != 0

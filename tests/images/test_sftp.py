@@ -326,6 +326,7 @@ def test_mounted_host_key_is_served(sandbox: Sandbox, images, sftp: Sftp, tmp_pa
         ("dvc admin KEY", {}, "mode 'admin' for area 'dvc' must be ro or rw"),
         ("dvc rw ssh-ed25519 notakey", {}, "the key for area 'dvc' is not a public key"),
         ("# nobody yet", {}, "holds no key"),
+        ("dvc rw KEY\ndvc ro KEY", {}, "a key is listed twice for area 'dvc'"),
         ("dvc rw KEY", {"SFTP_DIRECTORIES": "dvc ../etc"}, "'../etc' must match"),
     ],
 )
@@ -368,3 +369,33 @@ def test_a_new_key_file_grants_exactly_its_area(
             session.listdir("/data/dvc")
         with pytest.raises(PermissionError):
             session.remove("/data/artifacts/m.bin")
+
+
+def test_one_key_reaches_two_areas_each_with_its_own_mode(
+    sandbox: Sandbox, images, tmp_path: Path
+) -> None:
+    """A person in direct artifact mode: the DVC remote read-only, the artifacts read-write."""
+    person = generate_keypair(tmp_path / "person", "ed25519")
+    access = tmp_path / "access"
+    access.write_text(f"dvc ro {person.public_line}\nartifacts rw {person.public_line}\n")
+    access.chmod(0o644)
+    container = sandbox.run(
+        "sftp-two-areas",
+        images.ref("sftp"),
+        mounts=[f"{sandbox.volume('sftp-two-areas')}:/data", f"{access}:/etc/sftp/access:ro"],
+        publish=[2222],
+    )
+    container.wait_healthy()
+    container.exec("sh", "-c", "echo data > /data/dvc/d.csv")
+    with sftp_session(container.host_port(2222), "mlops", person.private) as session:
+        session.putfo(io.BytesIO(b"weights"), "/data/artifacts/m.bin")
+        assert session.open("/data/artifacts/m.bin").read() == b"weights"
+        assert session.open("/data/dvc/d.csv").read() == b"data\n"
+        for attack in (
+            lambda: session.putfo(io.BytesIO(b"x"), "/data/dvc/new.csv"),
+            lambda: session.remove("/data/dvc/d.csv"),
+            lambda: session.rename("/data/artifacts/m.bin", "/data/dvc/m.bin"),
+            lambda: session.listdir("/data"),
+        ):
+            with pytest.raises(PermissionError):
+                attack()
