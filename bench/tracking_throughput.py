@@ -1,9 +1,11 @@
 """Throughput of a deployed tracking server: concurrent clients sending log_batch requests.
 
-Usage: .venv/bin/python bench/tracking_throughput.py [ENV] [--clients 8] [--seconds 20]
+Usage: .venv/bin/python bench/tracking_throughput.py [ENV] --person NAME [--clients 8]
+       [--seconds 20]
 
-Reads build/<ENV>/connection.env (default ENV: local), so it measures the server the way data
-scientists reach it (basic auth included). Each client thread logs batches of 100 metrics into
+Reads build/<ENV>/people/<NAME>/connection.env (default ENV: local; NAME an editor), so it
+measures the server the way data scientists reach it (basic auth and roles included). Each
+client thread logs batches of 100 metrics into
 its own run for a bounded time, then the figures are printed: requests per second, metric
 values per second, p50/p95/p99 latency, errors. Only the tracking URI of the environment is
 contacted (127.0.0.1 for the local targets).
@@ -50,12 +52,13 @@ def client_loop(deadline: float, latencies: list[float], errors: list[str], expe
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("env", nargs="?", default="local")
+    parser.add_argument("--person", required=True, help="an editor of deploy/ENV/people.yml")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     if not 1 <= args.clients <= 64 or not 1 <= args.seconds <= 300:
         parser.error("--clients must be 1..64 and --seconds 1..300")
-    os.environ.update(read_connection(check_environment(args.env)))
+    os.environ.update(read_connection(check_environment(args.env), args.person))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
 
     from mlflow.tracking import MlflowClient

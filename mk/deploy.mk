@@ -33,3 +33,24 @@ destroy: $(VENV_STAMP) ## Remove containers + network of $(ENV); PURGE=1 also vo
 test-e2e: $(VENV_STAMP) ## Deploy the isolated e2e env, smoke, idempotency, restart, destroy
 	$(PY) -m mlopskit chromium >/dev/null
 	$(BIN)/pytest -x tests/e2e
+
+# People (deploy/$(ENV)/people.yml): each command edits the list, then converges like `make deploy`.
+NAME ?=
+ROLE ?= editor
+DVC ?= write
+PUBKEY ?=
+
+.PHONY: add-user
+add-user: $(VENV_STAMP) ## Give NAME their own MLflow account and SFTP key in $(ENV) (ROLE=reader|editor|admin DVC=read|write|none PUBKEY=file.pub)
+	$(PY) -m mlopskit add-user $(ENV) "$(NAME)" --role "$(ROLE)" --dvc "$(DVC)" --pubkey "$(PUBKEY)"
+	$(MAKE) --no-print-directory deploy ENV=$(ENV)
+
+.PHONY: remove-user
+remove-user: $(VENV_STAMP) ## Revoke NAME's MLflow login and SFTP key in $(ENV) (their runs and data stay)
+	$(PY) -m mlopskit remove-user $(ENV) "$(NAME)"
+	$(MAKE) --no-print-directory deploy ENV=$(ENV)
+
+.PHONY: rotate-user
+rotate-user: $(VENV_STAMP) ## New password and key pair for NAME in $(ENV) (PUBKEY=file.pub: their new public key)
+	$(PY) -m mlopskit rotate-user $(ENV) "$(NAME)" --pubkey "$(PUBKEY)"
+	$(MAKE) --no-print-directory deploy ENV=$(ENV)

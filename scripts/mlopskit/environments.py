@@ -1,7 +1,9 @@
 """Deploy environments (deploy/<env>/) and what a deploy leaves behind (build/<env>/).
 
 `env-check` fails early, naming the fix, when deploy/<env>/ is missing or incomplete;
-`info` prints connection.env with secrets masked; `confirm-purge` guards `make destroy PURGE=1`.
+`info` prints the connection settings with secrets masked; `confirm-purge` guards
+`make destroy PURGE=1`. A deploy writes build/<env>/admin.env (the MLflow admin: the platform
+engineer's only) and build/<env>/people/<name>/connection.env (each person's own).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .versions import REPO_ROOT
 DEPLOY_ROOT = REPO_ROOT / "deploy"
 BUILD_ROOT = REPO_ROOT / "build"
 REQUIRED_FILES = ("inventory.yml", "settings.yml")
-# The variables every target writes into build/<env>/connection.env (the fixed interface).
+# The variables every target writes into each person's connection.env (the fixed interface).
 CONNECTION_KEYS = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
@@ -48,8 +50,20 @@ class Environment:
         return BUILD_ROOT / self.name
 
     @property
-    def connection_file(self) -> Path:
-        return self.build_dir / "connection.env"
+    def admin_file(self) -> Path:
+        return self.build_dir / "admin.env"
+
+    @property
+    def people_dir(self) -> Path:
+        return self.build_dir / "people"
+
+    def connection_file(self, person: str) -> Path:
+        return self.people_dir / person / "connection.env"
+
+    def people_with_connections(self) -> list[str]:
+        if not self.people_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.people_dir.glob("*/connection.env"))
 
 
 def known_environments(root: Path = DEPLOY_ROOT) -> list[str]:
@@ -97,12 +111,14 @@ def parse_connection_env(text: str) -> dict[str, str]:
     return values
 
 
-def read_connection(env: Environment) -> dict[str, str]:
-    path = env.connection_file
+def read_connection(env: Environment, person: str) -> dict[str, str]:
+    """The connection.env of one person."""
+    path = env.connection_file(person)
     if not path.is_file():
+        listed = ", ".join(env.people_with_connections()) or "nobody yet"
         raise CommandError(
-            f"{path.relative_to(REPO_ROOT)} does not exist: deploy first with "
-            f"`make deploy ENV={env.name}`"
+            f"{path.relative_to(REPO_ROOT)} does not exist (people with connection files: "
+            f"{listed}). Add the person with `make add-user ENV={env.name} NAME={person}`"
         )
     values = parse_connection_env(path.read_text())
     missing = [key for key in CONNECTION_KEYS if key not in values]
@@ -115,15 +131,36 @@ def mask(value: str) -> str:
     return "*" * 8 if value else "(empty)"
 
 
-def render_info(env_name: str, values: dict[str, str]) -> str:
-    lines = [f"Environment {env_name}: MLflow UI at {values['MLFLOW_TRACKING_URI']}/"]
-    lines.append(f"Connection settings (secrets masked; source build/{env_name}/connection.env):")
-    width = max(len(key) for key in CONNECTION_KEYS)
-    for key in CONNECTION_KEYS:
-        shown = mask(values[key]) if key in SECRET_KEYS else values[key]
-        lines.append(f"  {key:<{width}} = {shown}")
+def read_admin(env: Environment) -> dict[str, str]:
+    if not env.admin_file.is_file():
+        raise CommandError(
+            f"{env.admin_file.relative_to(REPO_ROOT)} does not exist: deploy first with "
+            f"`make deploy ENV={env.name}`"
+        )
+    return parse_connection_env(env.admin_file.read_text())
+
+
+def render_info(env: Environment, admin: dict[str, str], people: dict[str, dict[str, str]]) -> str:
+    """What `make info` prints: where things are, who has which file; no secret."""
+    lines = [f"Environment {env.name}: MLflow UI at {admin['MLFLOW_TRACKING_URI']}/"]
     lines.append(
-        f"Use them: . build/{env_name}/connection.env   "
+        f"Admin (platform engineer only, never hand it out): user "
+        f"{admin['MLFLOW_TRACKING_USERNAME']}, password {mask(admin['MLFLOW_TRACKING_PASSWORD'])}"
+        f", in build/{env.name}/admin.env"
+    )
+    if not people:
+        lines.append(
+            f"Nobody has an account yet: `make add-user ENV={env.name} NAME=<name> "
+            "[ROLE=reader|editor|admin] [DVC=read|write|none] [PUBKEY=path.pub]`"
+        )
+    for name, values in sorted(people.items()):
+        lines.append(f"Person {name}: hand over build/{env.name}/people/{name}/ (their own only)")
+        width = max(len(key) for key in CONNECTION_KEYS)
+        for key in CONNECTION_KEYS:
+            shown = mask(values.get(key, "")) if key in SECRET_KEYS else values.get(key, "")
+            lines.append(f"  {key:<{width}} = {shown}")
+    lines.append(
+        f"A person uses theirs: . build/{env.name}/people/<name>/connection.env   "
         "(then the stock `mlflow` and `dvc` clients work)"
     )
     return "\n".join(lines)

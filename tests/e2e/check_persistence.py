@@ -1,6 +1,6 @@
 """Check that what a smoke run recorded (build/<env>/smoke-manifest.json) is still there.
 
-Run with connection.env in the environment: python check_persistence.py MANIFEST. Prints
+Run with a person's connection.env in the environment: python check_persistence.py MANIFEST. Prints
 "persistence ok: ..." and exits 0, or names the first missing thing and exits 1.
 """
 

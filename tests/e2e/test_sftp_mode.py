@@ -1,9 +1,11 @@
-"""Artifacts mode `sftp`: clients write artifacts straight to sftp:// with the client pieces
-the deploy writes (key, known_hosts, ssh_config, dependency pins) and stock MLflow."""
+"""Artifacts mode `sftp`: people write artifacts straight to sftp:// with the client pieces
+the deploy writes for them (key, known_hosts, ssh_config, dependency pins) and stock MLflow.
+An editor's key may write the artifact area; a reader's may only read it."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -47,6 +49,11 @@ def deployed(tmp_path_factory) -> Iterator[Path]:
         "mlops_docker_state_dir": str(config / "state"),
     }
     (config / "settings.yml").write_text(yaml.safe_dump(settings))
+    people = [
+        {"name": "alice", "mlflow": "editor", "dvc": "write"},
+        {"name": "rita", "mlflow": "reader", "dvc": "read"},
+    ]
+    (config / "people.yml").write_text(yaml.safe_dump({"mlops_people": people}))
 
     def playbook(name: str, *extra: str):
         return ansible_playbook(
@@ -72,19 +79,39 @@ def test_client_pieces_are_written(deployed):
         assert pin in pins
     assert any(p.startswith("paramiko==3.") for p in pins)
     assert any(p.startswith("dvc-ssh==") for p in pins)
-    config = (client / "ssh_config").read_text()
+    config = (BUILD_DIR / "people" / "alice" / "ssh_config").read_text()
     assert "Port 18822" in config
-    assert str(BUILD_DIR / "secrets" / "client_id_rsa") in config
+    assert str(BUILD_DIR / "people" / "alice" / "id_rsa") in config
     known_hosts = (BUILD_DIR / "known_hosts").read_text().splitlines()
     assert any(line.startswith("127.0.0.1 ssh-rsa ") for line in known_hosts), "pysftp needs it"
 
 
+def person_connection(name: str) -> dict[str, str]:
+    return parse_connection_env((BUILD_DIR / "people" / name / "connection.env").read_text())
+
+
+def sftp_as(connection: dict[str, str]) -> paramiko.SSHClient:
+    ssh = paramiko.SSHClient()
+    ssh.load_host_keys(connection["SFTP_KNOWN_HOSTS"])
+    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+    ssh.connect(
+        "127.0.0.1",
+        port=18822,
+        username="mlops",
+        key_filename=connection["SFTP_PRIVATE_KEY"],
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=15,
+    )
+    return ssh
+
+
 def test_stock_client_writes_artifacts_straight_to_sftp(deployed, tmp_path):
-    connection = parse_connection_env((BUILD_DIR / "connection.env").read_text())
+    connection = person_connection("alice")
     # What the docs tell a data scientist to do with the client pieces.
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
-    shutil.copy(BUILD_DIR / "client" / "ssh_config", home / ".ssh" / "config")
+    shutil.copy(BUILD_DIR / "people" / "alice" / "ssh_config", home / ".ssh" / "config")
     shutil.copy(BUILD_DIR / "known_hosts", home / ".ssh" / "known_hosts")
     payload = tmp_path / "direct.bin"
     payload.write_bytes(os.urandom(3 * 1024 * 1024))
@@ -103,23 +130,21 @@ def test_stock_client_writes_artifacts_straight_to_sftp(deployed, tmp_path):
     run_id, experiment_id, artifact_uri = line[4:].split()
     assert artifact_uri.startswith("sftp://mlops@127.0.0.1:18822/data/artifacts/"), artifact_uri
 
-    ssh = paramiko.SSHClient()
-    ssh.load_host_keys(connection["SFTP_KNOWN_HOSTS"])
-    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
-    ssh.connect(
-        "127.0.0.1",
-        port=18822,
-        username="mlops",
-        key_filename=connection["SFTP_PRIVATE_KEY"],
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=15,
-    )
+    remote = f"/data/artifacts/{experiment_id}/{run_id}/artifacts/direct/direct.bin"
+    # A reader's key reads the artifact area and changes nothing in it.
+    ssh = sftp_as(person_connection("rita"))
     try:
-        remote = f"/data/artifacts/{experiment_id}/{run_id}/artifacts/direct/direct.bin"
-        with ssh.open_sftp().open(remote, "rb") as handle:
+        session = ssh.open_sftp()
+        with session.open(remote, "rb") as handle:
             handle.prefetch()
             stored = handle.read()
+        for attack in (
+            lambda: session.remove(remote),
+            lambda: session.putfo(io.BytesIO(b"forged"), remote),
+            lambda: session.mkdir(f"/data/artifacts/{experiment_id}/forged"),
+        ):
+            with pytest.raises(PermissionError):
+                attack()
     finally:
         ssh.close()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(payload.read_bytes()).hexdigest()

@@ -39,6 +39,9 @@ PREFIX = "mlops-e2e"
 LABEL = f"io.mlops-kit.env={E2E_ENV}"
 STATE_DIR = Path("/var/lib/mlops-kit") / PREFIX
 KEEP_DIR = REPO_ROOT / "build" / "test-e2e"
+# The person the smoke suite works as (the first editor with DVC write in deploy/e2e/people.yml).
+SMOKE_PERSON = "alice"
+PERSON_FILE = BUILD_DIR / "people" / SMOKE_PERSON / "connection.env"
 
 
 def deploy_with(*extra: str):
@@ -79,7 +82,7 @@ def verify_persistence() -> None:
 
 
 def check_persistence():
-    connection = parse_connection_env((BUILD_DIR / "connection.env").read_text())
+    connection = parse_connection_env(PERSON_FILE.read_text())
     manifest = json.loads((BUILD_DIR / "smoke-manifest.json").read_text())
     assert manifest["runs"], "the smoke suite recorded no run"
     assert manifest["models"], "the smoke suite recorded no model"
@@ -99,9 +102,10 @@ def test_cold_deploy(timings):
     assert password not in result.output, "make deploy printed the admin password"
     assert "MLFLOW_TRACKING_PASSWORD = ********" in result.output
     assert "MLflow UI at http://127.0.0.1:18500/" in result.output
-    for path in [BUILD_DIR / "connection.env", *(BUILD_DIR / "secrets").iterdir()]:
+    secret_files = [BUILD_DIR / "admin.env", PERSON_FILE, *(BUILD_DIR / "secrets").iterdir()]
+    for path in secret_files:
         assert path.stat().st_mode & 0o777 == 0o600, f"{path} is not mode 0600"
-    assert set(parse_connection_env((BUILD_DIR / "connection.env").read_text())) >= {
+    assert set(parse_connection_env(PERSON_FILE.read_text())) >= {
         "MLFLOW_TRACKING_URI",
         "DVC_REMOTE_URL",
         "SFTP_PRIVATE_KEY",
@@ -231,7 +235,7 @@ def test_destroy_keeps_volumes_and_secrets():
     assert docker_names("container", LABEL) == []
     assert docker_names("network", LABEL) == []
     assert docker_names("volume", LABEL) == [f"{PREFIX}-pgdata", f"{PREFIX}-sftpdata"]
-    assert (BUILD_DIR / "connection.env").is_file()
+    assert PERSON_FILE.is_file()
     assert STATE_DIR.is_dir()
 
 
@@ -245,11 +249,11 @@ def test_purge_asks_for_confirmation():
 
 
 def test_redeploy_after_destroy_finds_all_data(timings):
-    digest_before = hashlib.sha256((BUILD_DIR / "connection.env").read_bytes()).hexdigest()
+    digest_before = hashlib.sha256(PERSON_FILE.read_bytes()).hexdigest()
     result = make("deploy", ENV=E2E_ENV)
     assert result.returncode == 0, result.explain()
     timings["deploy after destroy"] = result.seconds
-    digest_after = hashlib.sha256((BUILD_DIR / "connection.env").read_bytes()).hexdigest()
+    digest_after = hashlib.sha256(PERSON_FILE.read_bytes()).hexdigest()
     assert digest_after == digest_before, "the secrets must survive make destroy"
     verify_persistence()
 

@@ -1,6 +1,9 @@
 """Fixtures of the smoke suite: a deployed environment, used the way a new user would.
 
-MLOPS_ENV names the environment (deploy/<env>/settings.yml, build/<env>/connection.env).
+MLOPS_ENV names the environment (deploy/<env>/settings.yml). The suite works as one person of
+deploy/<env>/people.yml, with their own build/<env>/people/<name>/connection.env: MLOPS_SMOKE_USER,
+else the first editor (or admin) with DVC write access. The admin's build/<env>/admin.env is
+read only where a check needs the platform engineer's view.
 Clients talk to the published 127.0.0.1 ports (or the port-forwards) only; container-level
 checks go through `stack` (tests/smoke/stack.py): pytest-testinfra's docker backend on target
 docker, its kubectl backend on kubernetes and openshift. What the suite creates is listed in
@@ -17,8 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlopskit.environments import check_environment, read_connection
+from mlopskit.environments import check_environment, read_admin, read_connection
 from mlopskit.k8s_tools import ToolError, find_tool
+from mlopskit.people import people_file, read_people
 
 from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
 from tests.smoke.stack import KUBERNETES_TARGETS, Stack, StackError, load_stack
@@ -46,13 +50,36 @@ def settings(env_name: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def connection(env_name: str) -> dict[str, str]:
-    return read_connection(check_environment(env_name))
+def person(env_name: str) -> str:
+    """Who the suite works as: a person who may log runs, register models and push data."""
+    env = check_environment(env_name)
+    if chosen := os.environ.get("MLOPS_SMOKE_USER", ""):
+        return chosen
+    for candidate in read_people(people_file(env)):
+        # The suite needs the private key the deploy made, so not someone who gave their own.
+        writer = candidate.mlflow in {"editor", "admin"} and candidate.dvc == "write"
+        if writer and not candidate.public_key:
+            return candidate.name
+    pytest.fail(
+        f"deploy/{env_name}/people.yml lists no editor with DVC write access and a generated "
+        f"key: add one (`make add-user ENV={env_name} NAME=smoke`) or set MLOPS_SMOKE_USER"
+    )
+
+
+@pytest.fixture(scope="session")
+def connection(env_name: str, person: str) -> dict[str, str]:
+    return read_connection(check_environment(env_name), person)
+
+
+@pytest.fixture(scope="session")
+def admin(env_name: str) -> dict[str, str]:
+    """build/<env>/admin.env: the platform engineer's credentials (for checks only)."""
+    return read_admin(check_environment(env_name))
 
 
 @pytest.fixture(scope="session")
 def client_env(connection: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The process environment after `. build/<env>/connection.env`, as a user would have it."""
+    """The environment after `. build/<env>/people/<name>/connection.env`, as the person has it."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in connection.items():
             patch.setenv(key, value)

@@ -1,10 +1,10 @@
 """The MLflow client as a data scientist uses it, then the same data checked at the source:
 rows in PostgreSQL (psycopg2, run inside the MLflow container, which alone may reach the
-database) and the artifact's bytes on SFTP (paramiko, at the published or forwarded port)."""
+database) and the artifact's bytes on the SFTP volume (inside the SFTP container: no person's
+key reaches MLflow's artifact area)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, connect_sftp, sha256_of
+from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
 from tests.smoke.stack import Stack
 
 DB_PROBE = Path(__file__).with_name("mlflow_db_probe.py")
@@ -46,7 +46,7 @@ def test_registered_model_loads_by_alias_and_predicts(mlflow, tracked):
 
 
 @pytest.fixture(scope="module")
-def stored_rows(stack: Stack, tracked, client_env) -> dict:
+def stored_rows(stack: Stack, tracked, admin) -> dict:
     """The smoke run's rows, read by mlflow_db_probe.py inside the MLflow container (fed on
     stdin through `docker exec -i` / `kubectl exec -i`) with the container's own DB settings:
     no test traffic to the database's private address, no password on any command line."""
@@ -56,7 +56,7 @@ def stored_rows(stack: Stack, tracked, client_env) -> dict:
         "metric": "loss",
         "model_name": tracked["model_name"],
         "alias": ALIAS,
-        "admin_username": client_env["MLFLOW_TRACKING_USERNAME"],
+        "admin_username": admin["MLFLOW_TRACKING_USERNAME"],
     }
     argv = [*stack.exec_argv("mlflow"), "python", "-", json.dumps(query)]
     result = subprocess.run(
@@ -79,23 +79,17 @@ def test_rows_exist_in_postgresql(stored_rows, tracked):
     assert stored_rows["admin"] == [[True]], "the MLflow admin must exist in the auth database"
 
 
-@pytest.fixture(scope="module")
-def sftp(client_env):
-    """An SFTP session with the data scientists' key, checking the host key."""
-    client = connect_sftp(client_env)
-    session = client.open_sftp()
-    yield session
-    session.close()
-    client.close()
-
-
-def test_artifact_bytes_on_sftp_match(sftp, tracked):
-    # The server maps mlflow-artifacts:/<experiment>/<run>/artifacts/... onto its destination.
+def test_artifact_bytes_on_the_sftp_volume_match(stack: Stack, tracked):
+    """The bytes on the SFTP server's volume, read inside its container: people's keys cannot
+    reach MLflow's artifact area (test_isolation.py), so the check runs where the data is."""
     run_dir = f"/data/artifacts/{tracked['experiment_id']}/{tracked['run_id']}"
     remote = f"{run_dir}/artifacts/{tracked['artifact']}"
-    digest = hashlib.sha256()
-    with sftp.open(remote, "rb") as handle:
-        handle.prefetch()
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    assert digest.hexdigest() == tracked["sha256"]
+    result = subprocess.run(
+        [*stack.exec_argv("sftp"), "sha256sum", remote],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == tracked["sha256"]

@@ -61,8 +61,9 @@ def test_unknown_sftp_key_is_rejected(client_env):
 def test_sftp_gives_no_shell(client_env):
     client = connect_sftp(client_env)
     try:
-        # ForceCommand internal-sftp: whatever command is asked for, only SFTP answers.
-        _, stdout, _ = client.exec_command("echo shell-$((6*7))", timeout=15)
+        # Every key has a forced command: whatever is asked for, only sftp-server answers.
+        stdin, stdout, _ = client.exec_command("echo shell-$((6*7))", timeout=15)
+        stdin.channel.shutdown_write()
         output = stdout.read()
         assert b"shell-42" not in output
         channel = client.get_transport().open_session(timeout=15)

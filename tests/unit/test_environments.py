@@ -16,6 +16,7 @@ from mlopskit.environments import (
     known_environments,
     mask,
     parse_connection_env,
+    read_admin,
     read_connection,
     render_info,
 )
@@ -23,14 +24,19 @@ from mlopskit.shell import CommandError
 
 CONNECTION = {
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-    "MLFLOW_TRACKING_USERNAME": "admin",
+    "MLFLOW_TRACKING_USERNAME": "alice",
     "MLFLOW_TRACKING_PASSWORD": "s3cr3t-Pa55",
     "DVC_REMOTE_URL": "ssh://mlops@127.0.0.1:2222/data/dvc",
     "SFTP_HOST": "127.0.0.1",
     "SFTP_PORT": "2222",
     "SFTP_USERNAME": "mlops",
-    "SFTP_PRIVATE_KEY": "/work/build/x/secrets/client_id_rsa",
-    "SFTP_KNOWN_HOSTS": "/work/build/x/known_hosts",
+    "SFTP_PRIVATE_KEY": "/work/build/x/people/alice/id_rsa",
+    "SFTP_KNOWN_HOSTS": "/work/build/x/people/alice/known_hosts",
+}
+ADMIN = {
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    "MLFLOW_TRACKING_USERNAME": "admin",
+    "MLFLOW_TRACKING_PASSWORD": "the-admins-Pa55",
 }
 
 
@@ -62,7 +68,8 @@ def test_known_environments_are_folders_with_settings(deploy_root: Path, tmp_pat
 def test_a_complete_environment_is_returned(deploy_root: Path) -> None:
     env = check_environment("good", deploy_root)
     assert env == Environment("good")
-    assert env.connection_file == env.build_dir / "connection.env"
+    assert env.connection_file("alice") == env.build_dir / "people" / "alice" / "connection.env"
+    assert env.admin_file == env.build_dir / "admin.env"
     assert env.build_dir.name == "good"
 
 
@@ -117,11 +124,16 @@ def test_parse_connection_env_refuses_other_lines(line: str) -> None:
         parse_connection_env(f"export OK=1\n{line}\n")
 
 
-def test_read_connection_without_a_deploy_says_to_deploy() -> None:
+def test_read_connection_of_someone_unknown_says_how_to_add_them() -> None:
     env = Environment("never-deployed-unit-test")
-    assert not env.connection_file.exists()
+    assert not env.connection_file("zoe").exists()
+    with pytest.raises(CommandError, match="make add-user ENV=never-deployed-unit-test NAME=zoe"):
+        read_connection(env, "zoe")
+
+
+def test_read_admin_without_a_deploy_says_to_deploy() -> None:
     with pytest.raises(CommandError, match="make deploy ENV=never-deployed-unit-test"):
-        read_connection(env)
+        read_admin(Environment("never-deployed-unit-test"))
 
 
 def test_read_connection_names_the_missing_keys(
@@ -129,13 +141,14 @@ def test_read_connection_names_the_missing_keys(
 ) -> None:
     monkeypatch.setattr(environments, "BUILD_ROOT", tmp_path)
     env = Environment("x")
-    env.build_dir.mkdir()
+    env.connection_file("alice").parent.mkdir(parents=True)
     partial = {k: v for k, v in CONNECTION.items() if k not in {"SFTP_PORT", "DVC_REMOTE_URL"}}
-    env.connection_file.write_text(connection_text(partial))
+    env.connection_file("alice").write_text(connection_text(partial))
     with pytest.raises(CommandError, match="lacks DVC_REMOTE_URL, SFTP_PORT; run `make deploy"):
-        read_connection(env)
-    env.connection_file.write_text(connection_text(CONNECTION))
-    assert read_connection(env) == CONNECTION
+        read_connection(env, "alice")
+    env.connection_file("alice").write_text(connection_text(CONNECTION))
+    assert read_connection(env, "alice") == CONNECTION
+    assert env.people_with_connections() == ["alice"]
 
 
 # ---------------------------------------------------------------- make info
@@ -146,9 +159,10 @@ def test_mask_hides_the_value_and_its_length() -> None:
     assert mask("") == "(empty)"
 
 
-def test_render_info_masks_the_password_and_shows_the_rest() -> None:
-    text = render_info("x", CONNECTION)
+def test_render_info_masks_every_password_and_shows_the_rest() -> None:
+    text = render_info(Environment("x"), ADMIN, {"alice": CONNECTION})
     assert CONNECTION["MLFLOW_TRACKING_PASSWORD"] not in text
+    assert ADMIN["MLFLOW_TRACKING_PASSWORD"] not in text
     assert "MLFLOW_TRACKING_PASSWORD" in text
     assert "********" in text
     for key in CONNECTION_KEYS:
@@ -156,7 +170,13 @@ def test_render_info_masks_the_password_and_shows_the_rest() -> None:
             assert f"{key} " in text
             assert CONNECTION[key] in text
     assert text.splitlines()[0] == "Environment x: MLflow UI at http://127.0.0.1:5000/"
-    assert ". build/x/connection.env" in text
+    assert "platform engineer only" in text.splitlines()[1]
+    assert "build/x/people/alice/" in text
+
+
+def test_render_info_without_people_says_how_to_add_one() -> None:
+    text = render_info(Environment("x"), ADMIN, {})
+    assert "make add-user ENV=x NAME=" in text
 
 
 # ---------------------------------------------------------------- make destroy PURGE=1
