@@ -169,6 +169,11 @@ def test_people_passwords_are_looked_up_before_generating() -> None:
         'lookup "v1" "Secret" .Release.Namespace (include "mlops-kit.people.secretName" .)' in text
     )
     assert "hasKey $data $key | ternary (get $data $key)" in text
+    # A person's own existingSecret is read too, so changing it restarts MLflow.
+    helpers = (
+        Path(__file__).resolve().parents[2] / "charts/mlops-kit/templates/_helpers.tpl"
+    ).read_text()
+    assert 'lookup "v1" "Secret" $.Release.Namespace .existingSecret' in helpers
 
 
 def test_mlflow_mounts_the_people_dir_read_only(matrix_renders: dict[str, Rendered]) -> None:

@@ -7,7 +7,7 @@
 #       comma-separated list of the names the server is reached by).
 #   access CLIENT_KEY TEST_KEYS_DIR PEOPLE_DIR OUT_DIR
 #       the SFTP image's access list (SFTP_ACCESS, lines "<area> <ro|rw> <key>") as files of
-#       OUT_DIR: kit-mlflow (MLflow's key, artifacts rw), kit-helm-test (the helm test keys
+#       OUT_DIR: mlflow (MLflow's key, artifacts rw), helm-test (the helm test keys
 #       dvc-rw and dvc-ro of TEST_KEYS_DIR, when present) and a copy of each PEOPLE_DIR file.
 set -euo pipefail
 RUNTIME_DIR=/tmp/public-keys
@@ -51,12 +51,12 @@ case "${1-}" in
     (($# == 5)) || die "usage: access CLIENT_KEY TEST_KEYS_DIR PEOPLE_DIR OUT_DIR"
     client_key=$2 test_keys=$3 people=$4 out_dir=$5
     public=$(public_key "$client_key")
-    printf 'artifacts rw %s mlflow-server\n' "$public" >"$out_dir/kit-mlflow"
+    printf 'artifacts rw %s mlflow-server\n' "$public" >"$out_dir/mlflow"
     if [[ -f $test_keys/dvc-rw && -f $test_keys/dvc-ro ]]; then
       writer=$(public_key "$test_keys/dvc-rw")
       reader=$(public_key "$test_keys/dvc-ro")
       printf 'dvc rw %s helm-test-dvc-rw\ndvc ro %s helm-test-dvc-ro\n' "$writer" "$reader" \
-        >"$out_dir/kit-helm-test"
+        >"$out_dir/helm-test"
     fi
     count=0
     if [[ -d $people ]]; then
@@ -69,7 +69,7 @@ case "${1-}" in
         count=$((count + 1))
       done < <(find -L "$people" -maxdepth 1 -type f ! -name '.*' -print0)
     fi
-    log "wrote the access list to $out_dir: MLflow's key, $count people$([[ -e $out_dir/kit-helm-test ]] && echo ", the helm test keys")"
+    log "wrote the access list to $out_dir: MLflow's key, $count people$([[ -e $out_dir/helm-test ]] && echo ", the helm test keys")"
     ;;
   *)
     die "unknown command '${1-}'; use known-hosts or access"

@@ -275,6 +275,21 @@ seccompProfile:
 {{- toJson $accounts -}}
 {{- end -}}
 
+{{/* What MLflow's checksum/people annotation hashes: the people, their passwords (the chart's
+     Secret, and each person's existingSecret as the cluster holds it now). */}}
+{{- define "mlops-kit.people.checksumInput" -}}
+{{- toJson .Values.people -}}
+{{- if .Values.mlflow.auth.enabled -}}
+{{- include "mlops-kit.people.secretData" . -}}
+{{- range .Values.people -}}
+{{- if .existingSecret -}}
+{{- $live := lookup "v1" "Secret" $.Release.Namespace .existingSecret -}}
+{{- (get ($live | default dict) "data") | default dict | toJson -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The SFTP access list of the people: one ConfigMap key per person, lines
      "<area> <ro|rw> <key>". A key reaches one area: publicKey the DVC area (by dvc), and with
      direct artifacts (serveArtifacts false) artifactsPublicKey the artifact area (by role).
