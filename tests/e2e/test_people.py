@@ -109,7 +109,6 @@ def dvc_project(values: dict[str, str], root: Path) -> Path:
         ("dvc", "init", "-q"),
         ("dvc", "remote", "add", "-d", "store", values["DVC_REMOTE_URL"]),
         ("dvc", "remote", "modify", "--local", "store", "keyfile", values["SFTP_PRIVATE_KEY"]),
-        ("dvc", "remote", "modify", "--local", "store", "known_hosts", values["SFTP_KNOWN_HOSTS"]),
     ):
         result = dvc(values, *args, cwd=root)
         assert result.returncode == 0, result.stderr
@@ -159,7 +158,6 @@ def test_reader_pulls_and_cannot_push(pushed, tmp_path):
     bob = connection("bob")
     for args in (
         ("dvc", "remote", "modify", "--local", "store", "keyfile", bob["SFTP_PRIVATE_KEY"]),
-        ("dvc", "remote", "modify", "--local", "store", "known_hosts", bob["SFTP_KNOWN_HOSTS"]),
         ("dvc", "pull"),
     ):
         result = dvc(bob, *args, cwd=clone)

@@ -249,12 +249,14 @@ def test_purge_asks_for_confirmation():
 
 
 def test_redeploy_after_destroy_finds_all_data(timings):
-    digest_before = hashlib.sha256(PERSON_FILE.read_bytes()).hexdigest()
+    kept = [PERSON_FILE, PERSON_FILE.with_name("id_rsa"), PERSON_FILE.with_name("known_hosts")]
+    digests_before = [hashlib.sha256(path.read_bytes()).hexdigest() for path in kept]
     result = make("deploy", ENV=E2E_ENV)
     assert result.returncode == 0, result.explain()
     timings["deploy after destroy"] = result.seconds
-    digest_after = hashlib.sha256(PERSON_FILE.read_bytes()).hexdigest()
-    assert digest_after == digest_before, "the secrets must survive make destroy"
+    digests_after = [hashlib.sha256(path.read_bytes()).hexdigest() for path in kept]
+    # The same password, key and SFTP host keys: clients' known_hosts stays valid.
+    assert digests_after == digests_before, "the secrets must survive make destroy"
     verify_persistence()
 
 
