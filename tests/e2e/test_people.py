@@ -175,12 +175,14 @@ def test_people_cannot_read_secrets_or_mlflow_artifacts():
     for name in ("alice", "bob"):
         output = openssh(
             connection(name),
-            "-get /data/.host-keys/ssh_host_ed25519_key /dev/null\n"
+            # The Docker target mounts the host keys; sshd reads private copies in /tmp/sftp.
+            "-get /etc/sftp/host-keys/ssh_host_ed25519_key /dev/null\n"
+            "-get /tmp/sftp/host-keys/ssh_host_rsa_key /dev/null\n"
             "-get /tmp/sftp/sshd_config /dev/null\n"
             "-put /etc/hostname /tmp/sftp/home/.ssh/authorized_keys\n"
             "-ls /data/artifacts\n-ls /\n",
         )
-        assert output.count("Permission denied") == 5, output
+        assert output.count("Permission denied") == 6, output
 
 
 def test_reader_reads_runs_and_gets_403_on_writes():
