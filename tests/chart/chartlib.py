@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,3 +89,31 @@ def env_names(container: dict[str, Any]) -> set[str]:
 
 def env_map(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item.get("value", "") for item in container.get("env") or []}
+
+
+def render_notes(
+    helm: Path, values: dict[str, Any], extra_args: list[str] | tuple[str, ...] = ()
+) -> str:
+    """NOTES.txt as helm would print it: `helm template` skips NOTES, so a copy of the chart
+    renders it into a ConfigMap (helm install --dry-run needs a cluster)."""
+    with tempfile.TemporaryDirectory() as work:
+        chart = Path(work) / "mlops-kit"
+        shutil.copytree(CHART_DIR, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "_notes_under_test.tpl").write_text(
+            '{{- define "notes-under-test" -}}\n' + notes + "\n{{- end -}}\n"
+        )
+        (chart / "templates" / "notes-under-test.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\n"
+            'data:\n  notes: {{ include "notes-under-test" . | quote }}\n'
+        )
+        command = [
+            str(helm), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+            "--values", "-", "--show-only", "templates/notes-under-test.yaml", *extra_args,
+        ]  # fmt: skip
+        result = subprocess.run(
+            command, input=yaml.safe_dump(values), capture_output=True, text=True, timeout=180
+        )
+    if result.returncode != 0:
+        raise RenderError(result.stderr.strip())
+    return yaml.safe_load(result.stdout)["data"]["notes"]

@@ -40,7 +40,10 @@ def test_the_contract_parses() -> None:
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_PASSWORD"] is True
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_HOST"] is False
     assert CONTRACT["postgresql"].variables["POSTGRES_APP_PASSWORD"] is True
-    assert "SFTP_AUTHORIZED_KEYS" in CONTRACT["sftp"].variables
+    assert "SFTP_ACCESS" in CONTRACT["sftp"].variables
+    assert "SFTP_AUTHORIZED_KEYS" not in CONTRACT["sftp"].variables
+    assert CONTRACT["mlflow"].variables["MLFLOW_METRICS_PASSWORD"] is True
+    assert "MLFLOW_PEOPLE_DIR" in CONTRACT["mlflow"].variables
     assert (CONTRACT["postgresql"].port, CONTRACT["postgresql"].volume) == (
         5432,
         "/var/lib/postgresql/data",
@@ -74,7 +77,7 @@ def test_file_settings_point_into_mounts(case: Rendered) -> None:
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
         for name, value in env_map(container).items():
-            if not name.endswith(("_FILE", "_DIR", "_KEYS")):
+            if not name.endswith(("_FILE", "_DIR", "_KEYS", "_ACCESS")):
                 continue
             mount = next((p for p in mounts if value == p or value.startswith(p + "/")), None)
             assert mount, f"{container['name']}: {name}={value} is not under any mount"

@@ -92,15 +92,25 @@ def test_service_monitor_scrapes_metrics_with_basic_auth(
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "http"
     assert endpoint["path"] == "/metrics"
-    secret = rendered.get("Secret", "-mlflow-auth")
+    # The metrics account (it may read /metrics and nothing else), never the admin.
+    secret = rendered.get("Secret", "-mlflow-metrics")
     assert endpoint["basicAuth"]["username"] == {
         "name": secret["metadata"]["name"],
-        "key": "admin-username",
+        "key": "username",
     }
     assert endpoint["basicAuth"]["password"] == {
         "name": secret["metadata"]["name"],
-        "key": "admin-password",
+        "key": "password",
     }
+    assert "admin" not in str(endpoint)
+    env = {
+        e["name"]: e.get("value")
+        for e in rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert env["MLFLOW_METRICS_USERNAME"] == "metrics"
+    assert env["MLFLOW_METRICS_PASSWORD_FILE"] == "/etc/mlflow/metrics/password"
     assert set(monitor["spec"]["selector"]["matchLabels"].items()) <= set(
         rendered.get("Service", "-mlflow")["metadata"]["labels"].items()
     )

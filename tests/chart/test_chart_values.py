@@ -32,6 +32,7 @@ def test_defaults_generate_every_secret_and_keep_them(matrix_renders: dict[str, 
     assert set(secrets) == {
         "smoke-mlops-kit-postgresql", "smoke-mlops-kit-mlflow-auth",
         "smoke-mlops-kit-mlflow-sftp-client", "smoke-mlops-kit-sftp-host-keys",
+        "smoke-mlops-kit-mlflow-people", "smoke-mlops-kit-mlflow-metrics", "smoke-mlops-kit-tests",
     }  # fmt: skip
     for secret in secrets.values():
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -74,7 +75,8 @@ def test_nothing_secret_in_configmaps_or_env(case: Rendered) -> None:
 
 def test_existing_secrets_replace_generated_ones(matrix_renders: dict[str, Rendered]) -> None:
     rendered = matrix_renders["existing-secrets"]
-    assert not rendered.of_kind("Secret"), "no Secret is generated when all are given"
+    # Only the people's list and the helm test keys are always the chart's own.
+    assert rendered.names("Secret") == {"smoke-mlops-kit-mlflow-people", "smoke-mlops-kit-tests"}
     referenced = {
         v["secret"]["secretName"]
         for _, spec in pod_specs(rendered)
@@ -84,8 +86,11 @@ def test_existing_secrets_replace_generated_ones(matrix_renders: dict[str, Rende
     assert referenced == {
         "team-mlflow-auth",
         "team-mlflow-sftp-key",
+        "team-mlflow-metrics",
         "team-postgresql",
         "team-sftp-host-keys",
+        "smoke-mlops-kit-mlflow-people",
+        "smoke-mlops-kit-tests",
     }
 
 
@@ -176,16 +181,11 @@ def test_route_host_is_required_when_it_cannot_be_found(helm: Path) -> None:
         helm_template(helm, {}, OPENSHIFT_API)
 
 
-def test_sftp_service_type_and_users(helm: Path) -> None:
-    rendered = helm_template(helm, {
-        "sftp": {"service": {"type": "NodePort", "nodePort": 30222},
-                 "authorizedKeys": {"alice": f"{ED25519_PUBLIC} alice"}},
-    })  # fmt: skip
+def test_sftp_service_type(helm: Path) -> None:
+    rendered = helm_template(helm, {"sftp": {"service": {"type": "NodePort", "nodePort": 30222}}})
     service = rendered.get("Service", "-sftp")
     assert service["spec"]["type"] == "NodePort"
     assert service["spec"]["ports"][0]["nodePort"] == 30222
-    keys = rendered.get("ConfigMap", "-sftp-authorized-keys")["data"]
-    assert keys["alice"].startswith("ssh-ed25519 ")
 
 
 # ---------- the schema rejects bad values with a message naming them ----------
@@ -200,7 +200,10 @@ BAD_VALUES = [
     ({"sftp": {"service": {"type": "Route"}}}, "/sftp/service/type"),
     ({"sftp": {"service": {"nodePort": 80}}}, "/sftp/service/nodePort"),
     ({"sftp": {"username": "Root User"}}, "/sftp/username"),
-    ({"sftp": {"authorizedKeys": {"bob": "not a key"}}}, "/sftp/authorizedKeys/bob"),
+    (
+        {"sftp": {"authorizedKeys": {"bob": ED25519_PUBLIC}}},
+        "additional properties 'authorizedKeys' not allowed",
+    ),
     ({"networkPolicy": {"sftpClientCIDRs": ["everyone"]}}, "/networkPolicy/sftpClientCIDRs/0"),
     ({"postgresql": {"auth": {"database": "My-DB"}}}, "/postgresql/auth/database"),
     ({"postgresql": {"persistence": {"size": "lots"}}}, "/postgresql/persistence/size"),

@@ -5,8 +5,10 @@
 #   known-hosts KEY_DIR OUT HOSTS PORT
 #       known_hosts lines "[host]:port key" for every ssh_host_*_key in KEY_DIR (HOSTS is a
 #       comma-separated list of the names the server is reached by).
-#   authorized-keys CLIENT_KEY USER_KEYS_DIR OUT_DIR
-#       OUT_DIR/mlflow.pub from the client private key, plus a copy of each users' key file.
+#   access CLIENT_KEY TEST_KEYS_DIR PEOPLE_DIR OUT_DIR
+#       the SFTP image's access list (SFTP_ACCESS, lines "<area> <ro|rw> <key>") as files of
+#       OUT_DIR: mlflow (MLflow's key, artifacts rw), helm-test (the helm test keys
+#       dvc-rw and dvc-ro of TEST_KEYS_DIR, when present) and a copy of each PEOPLE_DIR file.
 set -euo pipefail
 RUNTIME_DIR=/tmp/public-keys
 # shellcheck source=/dev/null
@@ -45,25 +47,31 @@ case "${1-}" in
     mv "$out.partial" "$out"
     log "wrote ${#keys[@]} host keys for $hosts port $port to $out"
     ;;
-  authorized-keys)
-    (($# == 4)) || die "usage: authorized-keys CLIENT_KEY USER_KEYS_DIR OUT_DIR"
-    client_key=$2 user_keys=$3 out_dir=$4
+  access)
+    (($# == 5)) || die "usage: access CLIENT_KEY TEST_KEYS_DIR PEOPLE_DIR OUT_DIR"
+    client_key=$2 test_keys=$3 people=$4 out_dir=$5
     public=$(public_key "$client_key")
-    printf '%s mlflow-server\n' "$public" >"$out_dir/mlflow.pub"
+    printf 'artifacts rw %s mlflow-server\n' "$public" >"$out_dir/mlflow"
+    if [[ -f $test_keys/dvc-rw && -f $test_keys/dvc-ro ]]; then
+      writer=$(public_key "$test_keys/dvc-rw")
+      reader=$(public_key "$test_keys/dvc-ro")
+      printf 'dvc rw %s helm-test-dvc-rw\ndvc ro %s helm-test-dvc-ro\n' "$writer" "$reader" \
+        >"$out_dir/helm-test"
+    fi
     count=0
-    if [[ -d $user_keys ]]; then
+    if [[ -d $people ]]; then
       while IFS= read -r -d '' file; do
-        # A ConfigMap value has no trailing newline; the image concatenates these files.
+        # A ConfigMap value has no trailing newline; end each copy with one.
         {
           cat "$file"
           [[ -z $(tail -c 1 "$file") ]] || echo
-        } >"$out_dir/user-${file##*/}"
+        } >"$out_dir/${file##*/}"
         count=$((count + 1))
-      done < <(find -L "$user_keys" -maxdepth 1 -type f ! -name '.*' -print0)
+      done < <(find -L "$people" -maxdepth 1 -type f ! -name '.*' -print0)
     fi
-    log "authorized MLflow's key and $count user keys in $out_dir"
+    log "wrote the access list to $out_dir: MLflow's key, $count people$([[ -e $out_dir/helm-test ]] && echo ", the helm test keys")"
     ;;
   *)
-    die "unknown command '${1-}'; use known-hosts or authorized-keys"
+    die "unknown command '${1-}'; use known-hosts or access"
     ;;
 esac

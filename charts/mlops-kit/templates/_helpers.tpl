@@ -207,6 +207,112 @@ seccompProfile:
 {{- default (printf "%s-auth" (include "mlops-kit.mlflow.fullname" .)) .Values.mlflow.auth.existingSecret -}}
 {{- end -}}
 
+{{- define "mlops-kit.metrics.secretName" -}}
+{{- default (printf "%s-metrics" (include "mlops-kit.mlflow.fullname" .)) .Values.mlflow.metrics.existingSecret -}}
+{{- end -}}
+
+{{- define "mlops-kit.people.secretName" -}}
+{{- printf "%s-people" (include "mlops-kit.mlflow.fullname" .) -}}
+{{- end -}}
+
+{{- define "mlops-kit.tests.secretName" -}}
+{{- printf "%s-tests" (include "mlops-kit.fullname" .) -}}
+{{- end -}}
+
+{{/* ---------- People (values `people`) ---------- */}}
+
+{{/* The MLflow account `helm test` checks a reader with; listed with the people when
+     tests.accounts is on (a reader: it can read, never write). */}}
+{{- define "mlops-kit.tests.readerName" -}}helm-test-reader{{- end -}}
+
+{{/* "true" when the metrics account exists: auth and metrics on. */}}
+{{- define "mlops-kit.metrics.account" -}}
+{{- if and .Values.mlflow.auth.enabled .Values.mlflow.metrics.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the test accounts exist (they need auth for the reader and the bundled SFTP for
+     the keys; each is used only where it exists). */}}
+{{- define "mlops-kit.tests.accounts" -}}
+{{- if .Values.tests.accounts -}}true{{- end -}}
+{{- end -}}
+
+{{/* Checks of the people list the schema cannot express; fails the render with the fix. */}}
+{{- define "mlops-kit.people.validate" -}}
+{{- $seen := dict -}}
+{{- $reserved := list .Values.mlflow.auth.adminUsername .Values.mlflow.metrics.username (include "mlops-kit.tests.readerName" .) "mlflow" -}}
+{{- range .Values.people -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "people: %q is listed more than once; each person needs one entry with a unique name" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- if has .name $reserved -}}
+{{- fail (printf "people: the name %q is reserved for the platform's own accounts (%s); choose another name" .name (join ", " $reserved)) -}}
+{{- end -}}
+{{- if and (ne (default "none" .dvc) "none") (not .publicKey) -}}
+{{- fail (printf "people: %s has dvc %s but no publicKey: add their OpenSSH public key (make deploy generates one) or set dvc: none" .name .dvc) -}}
+{{- end -}}
+{{- if and .publicKey .artifactsPublicKey (eq (include "mlops-kit.keyBody" .publicKey) (include "mlops-kit.keyBody" .artifactsPublicKey)) -}}
+{{- fail (printf "people: %s has the same key as publicKey and artifactsPublicKey; one key reaches one SFTP area, so give two different keys" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "type base64" of an OpenSSH public key line (without its comment). */}}
+{{- define "mlops-kit.keyBody" -}}
+{{- $parts := splitList " " (trim .) -}}
+{{- printf "%s %s" (index $parts 0) (index $parts 1) -}}
+{{- end -}}
+
+{{/* people.json for MLFLOW_PEOPLE_DIR: the people (and the test reader), name and role. */}}
+{{- define "mlops-kit.people.json" -}}
+{{- $accounts := list -}}
+{{- range .Values.people -}}
+{{- $accounts = append $accounts (dict "name" .name "role" .mlflow) -}}
+{{- end -}}
+{{- if include "mlops-kit.tests.accounts" . -}}
+{{- $accounts = append $accounts (dict "name" (include "mlops-kit.tests.readerName" .) "role" "reader") -}}
+{{- end -}}
+{{- toJson $accounts -}}
+{{- end -}}
+
+{{/* What MLflow's checksum/people annotation hashes: the people, their passwords (the chart's
+     Secret, and each person's existingSecret as the cluster holds it now). */}}
+{{- define "mlops-kit.people.checksumInput" -}}
+{{- toJson .Values.people -}}
+{{- if .Values.mlflow.auth.enabled -}}
+{{- include "mlops-kit.people.secretData" . -}}
+{{- range .Values.people -}}
+{{- if .existingSecret -}}
+{{- $live := lookup "v1" "Secret" $.Release.Namespace .existingSecret -}}
+{{- (get ($live | default dict) "data") | default dict | toJson -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The SFTP access list of the people: one ConfigMap key per person, lines
+     "<area> <ro|rw> <key>". A key reaches one area: publicKey the DVC area (by dvc), and with
+     direct artifacts (serveArtifacts false) artifactsPublicKey the artifact area (by role).
+     No person reaches the artifact area when MLflow proxies artifacts. */}}
+{{- define "mlops-kit.sftp.peopleAccess" -}}
+{{- $direct := not .Values.mlflow.serveArtifacts -}}
+{{- $access := dict -}}
+{{- range .Values.people -}}
+{{- $lines := list -}}
+{{- $dvc := default "none" .dvc -}}
+{{- if and (ne $dvc "none") .publicKey -}}
+{{- $lines = append $lines (printf "dvc %s %s" (ternary "rw" "ro" (eq $dvc "write")) (trim .publicKey)) -}}
+{{- end -}}
+{{- if and $direct .artifactsPublicKey -}}
+{{- $lines = append $lines (printf "artifacts %s %s" (ternary "ro" "rw" (eq .mlflow "reader")) (trim .artifactsPublicKey)) -}}
+{{- end -}}
+{{- if $lines -}}
+{{- $_ := set $access .name (join "\n" $lines) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $access -}}
+{{- end -}}
+
 {{/* ---------- MLflow host names ---------- */}}
 
 {{/* The Route host: set, or <fullname>-<namespace>.<apps domain> from the cluster's ingress config. */}}
@@ -292,6 +398,14 @@ seccompProfile:
   value: {{ .Values.mlflow.auth.defaultPermission | quote }}
 - name: MLFLOW_AUTH_CACHE_TTL_SECONDS
   value: {{ .Values.mlflow.auth.cacheTtlSeconds | quote }}
+- name: MLFLOW_PEOPLE_DIR
+  value: /etc/mlflow/people
+{{- end }}
+{{- if include "mlops-kit.metrics.account" . }}
+- name: MLFLOW_METRICS_USERNAME
+  value: {{ .Values.mlflow.metrics.username | quote }}
+- name: MLFLOW_METRICS_PASSWORD_FILE
+  value: /etc/mlflow/metrics/password
 {{- end }}
 - name: MLFLOW_SERVE_ARTIFACTS
   value: {{ .Values.mlflow.serveArtifacts | quote }}
@@ -333,6 +447,14 @@ seccompProfile:
 - name: auth
   mountPath: /etc/mlflow/auth
   readOnly: true
+- name: people
+  mountPath: /etc/mlflow/people
+  readOnly: true
+{{- end }}
+{{- if include "mlops-kit.metrics.account" . }}
+- name: metrics
+  mountPath: /etc/mlflow/metrics
+  readOnly: true
 {{- end }}
 - name: sftp-client-key
   mountPath: /etc/mlflow/sftp
@@ -365,6 +487,31 @@ seccompProfile:
         path: admin-password
       - key: flask-secret-key
         path: flask-secret-key
+{{- /* people.json and the passwords; a person's own existingSecret supplies <name>.password. */}}
+- name: people
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "mlops-kit.people.secretName" . }}
+      {{- range .Values.people }}
+      {{- if .existingSecret }}
+      - secret:
+          name: {{ .existingSecret }}
+          items:
+            - key: password
+              path: {{ .name }}.password
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- if include "mlops-kit.metrics.account" . }}
+- name: metrics
+  secret:
+    secretName: {{ include "mlops-kit.metrics.secretName" . }}
+    defaultMode: 0440
+    items:
+      - key: password
+        path: password
 {{- end }}
 - name: sftp-client-key
   secret:
