@@ -207,6 +207,28 @@ seccompProfile:
 {{- default (printf "%s-auth" (include "mlops-kit.mlflow.fullname" .)) .Values.mlflow.auth.existingSecret -}}
 {{- end -}}
 
+{{/* ---------- API versions the server serves ---------- */}}
+
+{{/* policy/v1 PodDisruptionBudget from Kubernetes 1.21, policy/v1beta1 before (both on install:
+the server's APIs and version; `helm template`: --kube-version/--api-versions). */}}
+{{- define "mlops-kit.pdb.apiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/* autoscaling/v2 HorizontalPodAutoscaler from Kubernetes 1.23, autoscaling/v2beta2 before
+(the same fields). */}}
+{{- define "mlops-kit.hpa.apiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "autoscaling/v2") (semverCompare ">=1.23-0" .Capabilities.KubeVersion.Version) -}}
+autoscaling/v2
+{{- else -}}
+autoscaling/v2beta2
+{{- end -}}
+{{- end -}}
+
 {{/* ---------- MLflow host names ---------- */}}
 
 {{/* The Route host: set, or <fullname>-<namespace>.<apps domain> from the cluster's ingress config. */}}
