@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from .engine import _is_debian_like
-from .shell import CommandError, log, run
+from .engine import _is_debian_like, apt_install
+from .shell import CommandError, log
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -29,9 +29,7 @@ def ensure_chromium() -> str:
             "Debian/Ubuntu and this tool installs it"
         )
     log("installing Debian's chromium package for the UI smoke test")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], env=env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env)
+    apt_install("chromium", recommends=False)
     if path := find_chromium():
         return path
     raise CommandError("apt-get installed chromium but no chromium executable is on PATH")

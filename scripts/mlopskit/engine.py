@@ -33,7 +33,11 @@ def docker_answers() -> bool:
     return shutil.which("docker") is not None and succeeds(["docker", "info"])
 
 
-def apt_install(*packages: str) -> None:
+# Another installer (unattended-upgrades, a second build) may hold dpkg's lock: wait for it.
+APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=900"]
+
+
+def apt_install(*packages: str, recommends: bool = True) -> None:
     """Install Debian packages as root (the package lists may be empty on a fresh machine)."""
     if os.geteuid() != 0 or not _is_debian_like():
         raise CommandError(
@@ -41,8 +45,9 @@ def apt_install(*packages: str) -> None:
             f"{' '.join(packages)}) or run as root on Debian/Ubuntu"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], env=env)
-    run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+    run(["apt-get", *APT_LOCK_WAIT, "update", "-qq"], env=env)
+    extra = [] if recommends else ["--no-install-recommends"]
+    run(["apt-get", *APT_LOCK_WAIT, "install", "-y", "-qq", *extra, *packages], env=env)
 
 
 def _start_daemon() -> None:
