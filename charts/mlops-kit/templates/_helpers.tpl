@@ -236,7 +236,10 @@ autoscaling/v2beta2
 {{- if .Values.mlflow.route.host -}}
 {{- .Values.mlflow.route.host -}}
 {{- else -}}
-{{- $ingressConfig := lookup "config.openshift.io/v1" "Ingress" "" "cluster" -}}
+{{- $ingressConfig := dict -}}
+{{- if .Values.mlflow.route.lookupDomain -}}
+{{- $ingressConfig = lookup "config.openshift.io/v1" "Ingress" "" "cluster" -}}
+{{- end -}}
 {{- $domain := dig "spec" "domain" "" ($ingressConfig | default dict) -}}
 {{- if not $domain -}}
 {{- fail "mlflow.route.host is required: the cluster's apps domain could not be read (set it, e.g. mlflow.apps.example.com)" -}}
