@@ -19,9 +19,14 @@ cluster-down: $(VENV_STAMP) ## Stop the throwaway cluster, remove its state and 
 cluster-status: $(VENV_STAMP) ## Which components of the throwaway cluster run
 	$(PY) -m mlopskit.cluster status
 
-# The chart and the role on the cluster: deploy, idempotency, smoke (kubectl backend), helm test,
-# pod restart, destroy/redeploy, purge (tests/cluster). Starts the cluster and builds the images.
+# The chart and the role on the cluster (tests/cluster), in both profiles: deploy, idempotency,
+# smoke (kubectl backend), helm test, pod restart, destroy/redeploy, purge; then the OpenShift-like
+# profile as a project admin. Builds the images; leaves the cluster down (host settings restored).
 .PHONY: test-cluster
-test-cluster: $(VENV_STAMP) images cluster ## Deploy to the throwaway cluster through Ansible and check it end to end
+test-cluster: $(VENV_STAMP) $(HELM_STAMP) images ## Deploy to the throwaway cluster (both profiles) through Ansible and check it end to end
 	$(PY) -m mlopskit chromium >/dev/null
-	$(BIN)/pytest -x tests/cluster
+	$(PY) -m mlopskit.cluster up --profile kubernetes --switch
+	$(BIN)/pytest -x tests/cluster/test_kubernetes_profile.py
+	$(PY) -m mlopskit.cluster up --profile openshift --switch
+	$(BIN)/pytest -x tests/cluster/test_openshift_profile.py
+	$(PY) -m mlopskit.cluster down

@@ -80,7 +80,7 @@ PATCHES = (
 
 
 def _dpkg_version(package: str) -> str:
-    out = run(["dpkg-query", "-W", "-f=${Version}", package], capture=True, check=False)
+    out = run(["dpkg-query", "-W", "-f=${Version}", package], capture=True, check=False, quiet=True)
     return out.stdout.decode().strip()
 
 

@@ -94,10 +94,14 @@ def wait_node_ready() -> None:
     )
 
 
-def up(profile: str) -> None:
+def up(profile: str, *, switch: bool = False) -> None:
     _require_root()
     started = time.monotonic()
     current = running_profile()
+    if current is not None and current != profile and switch:
+        log(f"the cluster runs profile {current!r}: replacing it by a fresh {profile!r} one")
+        down(keep_kubeconfig=True)
+        current = None
     if current is not None and current != profile:
         raise CommandError(
             f"the cluster runs profile {current!r}; `make cluster-down` first to get {profile!r}"
@@ -173,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("build", help="build (or find) the server binaries")
     start = sub.add_parser("up", help="start the node (or find it running)")
     start.add_argument("--profile", choices=config.PROFILES, default="kubernetes")
+    start.add_argument(
+        "--switch", action="store_true", help="replace a running cluster of another profile"
+    )
     sub.add_parser("down", help="stop the node, remove its state, restore the host")
     sub.add_parser("status", help="which components run")
     return parser
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
             log(f"server binaries in {cached_build() / 'bin'}")
         elif args.command == "up":
-            up(args.profile)
+            up(args.profile, switch=args.switch)
         elif args.command == "down":
             down()
         else:
