@@ -162,7 +162,26 @@ def openshift_objects() -> list[dict[str, Any]]:
             for group in ("system:serviceaccounts", "system:nodes")
         ],
     }
-    return [psp, use, binding, *openshift_crds(), *project_objects()]
+    # As on OpenShift, a project's admin and editors manage its Routes (aggregated roles).
+    routes = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": "openshift:route-editor",
+            "labels": {
+                "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+                "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+            },
+        },
+        "rules": [
+            {
+                "apiGroups": ["route.openshift.io"],
+                "resources": ["routes", "routes/custom-host", "routes/status"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        ],
+    }
+    return [psp, use, binding, routes, *openshift_crds(), *project_objects()]
 
 
 def _crd(group: str, plural: str, kind: str, scope: str) -> dict[str, Any]:
