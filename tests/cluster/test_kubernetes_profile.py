@@ -1,5 +1,6 @@
 """The chart and the mlops_kubernetes role on the throwaway cluster (environment `cluster`), in
 order: cold deploy, an unchanged second deploy, the smoke suite through kubectl, `helm test`,
+every pod deleted and killed under logging load, a helm upgrade while 2 MLflow replicas serve,
 an MLflow pod restart behind the port-forward, destroy that keeps the data, redeploy, a release
 with fullnameOverride, and a purge. The tests share one release, so they run in file order and
 stop at the first failure (pytest -x in mk/cluster.mk). Needs `make cluster` (the make target
@@ -7,8 +8,11 @@ starts it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +27,7 @@ from tests.cluster.cluster_support import (
     unrelated_process,
     wait_for,
 )
+from tests.cluster.load import MetricLoad, Prober
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
 
 ENV = Env(name="cluster", namespace="mlops", release="mlops")
@@ -83,6 +88,95 @@ def test_helm_test():
     ENV.timings["helm test"] = result.seconds
     assert result.returncode == 0, result.explain()
     assert "Phase:          Succeeded" in result.output, result.explain()
+
+
+def container_id(pod: str, container: str) -> str:
+    """The Docker container dockershim runs for ``container`` of ``pod``."""
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=io.kubernetes.pod.name={pod}",
+         "--filter", f"label=io.kubernetes.container.name={container}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(out) == 1, f"{pod}/{container}: containers {out}"
+    return out[0]
+
+
+def wait_component_ready(component: str) -> None:
+    selector = f"app.kubernetes.io/instance={ENV.release},app.kubernetes.io/component={component}"
+    ENV.kubectl(
+        "wait", "-n", ENV.namespace, "--for=condition=Ready", "pod", "-l", selector,
+        "--timeout=300s",
+    )  # fmt: skip
+
+
+CONTAINERS = {"postgresql": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
+
+
+def test_no_acknowledged_write_is_lost_when_pods_die():
+    """Each pod deleted, then each main container killed with SIGKILL, while a client logs."""
+    with MetricLoad(ENV.connection()) as load:
+        wait_for(lambda: len(load.acked) > 20, 120, "the load starting")
+        for component, container in CONTAINERS.items():
+            for how in ("delete", "kill -9"):
+                mark = load.acked[-1] if load.acked else -1
+                (pod,) = ENV.names("pods", f"app.kubernetes.io/component={component}")
+                if how == "delete":
+                    ENV.kubectl("delete", "pod", "-n", ENV.namespace, pod, "--wait=true")
+                else:
+                    subprocess.run(
+                        ["docker", "kill", "--signal", "KILL", container_id(pod, container)],
+                        check=True, capture_output=True,
+                    )  # fmt: skip
+                    time.sleep(2)
+                wait_component_ready(component)
+                wait_for(
+                    lambda mark=mark: load.acked_since(mark) > 20, 180,
+                    f"writes resuming after {how} of {component}",
+                )  # fmt: skip
+    lost_steps, lost_artifacts = load.lost()
+    print(f"[cluster] under pod kills: {len(load.acked)} writes acknowledged, "
+          f"{load.failures} refused")  # fmt: skip
+    assert not lost_steps, f"acknowledged metric steps lost: {lost_steps}"
+    assert not lost_artifacts, f"acknowledged artifacts lost: {lost_artifacts}"
+    assert len(load.acked_artifacts) > 10
+
+
+def deploy_replicas(**values: object) -> None:
+    overrides = json.dumps({"mlops_kubernetes_values": {"mlflow": {"replicaCount": 2, **values}}})
+    deploy_dir = REPO_ROOT / "deploy" / ENV.name
+    result = ansible_playbook(
+        "deploy.yml", deploy_dir / "inventory.yml", deploy_dir / "settings.yml", ENV.name,
+        "-e", overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+
+
+def test_helm_upgrade_keeps_two_replicas_serving():
+    """A changed value rolls the 2 MLflow replicas one by one; the Service never stops answering."""
+    deploy_replicas()
+    (service,) = ENV.get("svc", "-l", f"app.kubernetes.io/instance={ENV.release},"
+                         "app.kubernetes.io/component=mlflow")  # fmt: skip
+    connection = ENV.connection()
+    url = (
+        f"http://{service['spec']['clusterIP']}:5000"
+        "/api/2.0/mlflow/experiments/search?max_results=1"
+    )
+    pods_before = ENV.names("pods", "app.kubernetes.io/component=mlflow")
+    assert len(pods_before) == 2
+    with Prober(
+        url, connection["MLFLOW_TRACKING_USERNAME"], connection["MLFLOW_TRACKING_PASSWORD"]
+    ) as prober:
+        time.sleep(3)
+        started = time.monotonic()
+        deploy_replicas(podAnnotations={"mlops-kit.test/rollout": str(time.time_ns())})
+        ENV.timings["helm upgrade, 2 replicas"] = time.monotonic() - started
+        time.sleep(3)
+    assert not set(ENV.names("pods", "app.kubernetes.io/component=mlflow")) & set(pods_before)
+    assert prober.ok > 20
+    assert prober.failed == [], f"{len(prober.failed)} failed requests: {prober.failed[:5]}"
+    # Back to the environment's own settings (1 replica) for the rest of the run.
+    result = make("deploy", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
 
 
 def test_port_forward_follows_an_mlflow_pod_restart():
