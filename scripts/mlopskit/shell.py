@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def run(
     env: Mapping[str, str] | None = None,
     input_bytes: bytes | None = None,
     quiet: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``args``; raise CommandError with the stderr tail when ``check`` and it fails."""
     if not quiet:
@@ -33,6 +35,7 @@ def run(
         check=False,
         env=dict(env) if env is not None else None,
         input=input_bytes,
+        cwd=cwd,
         stdout=subprocess.PIPE if capture else None,
         stderr=subprocess.PIPE if capture else None,
     )

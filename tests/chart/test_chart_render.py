@@ -8,7 +8,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from chartlib import CHART_DIR, CRD_KINDS, OPENSHIFT_API, Rendered
+from chartlib import CHART_DIR, CRD_KINDS, OPENSHIFT_API, Rendered, helm_template
 from conftest import MATRIX
 
 # The Kubernetes version the output must be valid for (kubernetes-validate ships its schemas).
@@ -114,3 +114,19 @@ def test_service_monitor_scrapes_metrics_with_basic_auth(
     assert set(monitor["spec"]["selector"]["matchLabels"].items()) <= set(
         rendered.get("Service", "-mlflow")["metadata"]["labels"].items()
     )
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "pdb", "hpa"),
+    [
+        ("1.20.2", "policy/v1beta1", "autoscaling/v2beta2"),  # the throwaway cluster's
+        ("1.22.0", "policy/v1", "autoscaling/v2beta2"),
+        (KUBERNETES_VERSION, "policy/v1", "autoscaling/v2"),
+    ],
+)
+def test_api_versions_follow_the_server(helm: Path, kube_version: str, pdb: str, hpa: str) -> None:
+    """Older servers get the API versions they serve instead of a refused install."""
+    values = {"mlflow": {"autoscaling": {"enabled": True}}}
+    rendered = helm_template(helm, values, ["--kube-version", kube_version])
+    assert rendered.get("PodDisruptionBudget", "-mlflow")["apiVersion"] == pdb
+    assert rendered.get("HorizontalPodAutoscaler", "-mlflow")["apiVersion"] == hpa

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +77,36 @@ def connection(env_name: str, person: str) -> dict[str, str]:
 def admin(env_name: str) -> dict[str, str]:
     """build/<env>/admin.env: the platform engineer's credentials (for checks only)."""
     return read_admin(check_environment(env_name))
+
+
+def endpoint_hint(env_name: str, settings: dict, what: str, host: str, port: int) -> str:
+    """Why nothing answers at host:port, and the fix, in words a new user can act on."""
+    message = f"nothing answers at {host}:{port} ({what} of environment {env_name})"
+    access = settings.get("mlops_kubernetes_access", "port-forward")
+    if settings.get("mlops_target") in KUBERNETES_TARGETS and access == "port-forward":
+        log = f"build/{env_name}/port-forward-{what.lower()}.log"
+        return (
+            f"{message}: its kubectl port-forward is not running (see {log}); "
+            f"`make deploy ENV={env_name}` starts it again"
+        )
+    return f"{message}: is the stack up? `make deploy ENV={env_name}` converges it again"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def endpoints_answer(env_name: str, settings: dict, connection: dict[str, str]) -> None:
+    """Fail first, with the fix, when MLflow or SFTP does not answer (not with a bare
+    `Connection refused` deep inside a client)."""
+    tracking = urllib.parse.urlsplit(connection["MLFLOW_TRACKING_URI"])
+    default_port = 443 if tracking.scheme == "https" else 80
+    endpoints = [
+        ("MLflow", tracking.hostname or "", tracking.port or default_port),
+        ("SFTP", connection["SFTP_HOST"], int(connection["SFTP_PORT"])),
+    ]
+    for what, host, port in endpoints:
+        try:
+            socket.create_connection((host, port), timeout=10).close()
+        except OSError:
+            pytest.fail(endpoint_hint(env_name, settings, what, host, port))
 
 
 @pytest.fixture(scope="session")

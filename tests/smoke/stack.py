@@ -409,7 +409,9 @@ class KubernetesStack:
 
         kubeconfig = setting("mlops_kubernetes_kubeconfig")
         if kubeconfig:
-            kubeconfig = str(Path(kubeconfig).expanduser())
+            # A relative kubeconfig (deploy/cluster) is relative to the repository root, as for
+            # the role (make runs ansible-playbook there).
+            kubeconfig = str(REPO_ROOT / Path(kubeconfig).expanduser())
         return cls(
             namespace=setting("mlops_kubernetes_namespace"),
             release=setting("mlops_kubernetes_release"),

@@ -313,6 +313,29 @@ seccompProfile:
 {{- toJson $access -}}
 {{- end -}}
 
+
+{{/* ---------- API versions the server serves ---------- */}}
+
+{{/* policy/v1 PodDisruptionBudget from Kubernetes 1.21, policy/v1beta1 before (both on install:
+the server's APIs and version; `helm template`: --kube-version/--api-versions). */}}
+{{- define "mlops-kit.pdb.apiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/* autoscaling/v2 HorizontalPodAutoscaler from Kubernetes 1.23, autoscaling/v2beta2 before
+(the same fields). */}}
+{{- define "mlops-kit.hpa.apiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "autoscaling/v2") (semverCompare ">=1.23-0" .Capabilities.KubeVersion.Version) -}}
+autoscaling/v2
+{{- else -}}
+autoscaling/v2beta2
+{{- end -}}
+{{- end -}}
+
 {{/* ---------- MLflow host names ---------- */}}
 
 {{/* The Route host: set, or <fullname>-<namespace>.<apps domain> from the cluster's ingress config. */}}
@@ -320,7 +343,10 @@ seccompProfile:
 {{- if .Values.mlflow.route.host -}}
 {{- .Values.mlflow.route.host -}}
 {{- else -}}
-{{- $ingressConfig := lookup "config.openshift.io/v1" "Ingress" "" "cluster" -}}
+{{- $ingressConfig := dict -}}
+{{- if .Values.mlflow.route.lookupDomain -}}
+{{- $ingressConfig = lookup "config.openshift.io/v1" "Ingress" "" "cluster" -}}
+{{- end -}}
 {{- $domain := dig "spec" "domain" "" ($ingressConfig | default dict) -}}
 {{- if not $domain -}}
 {{- fail "mlflow.route.host is required: the cluster's apps domain could not be read (set it, e.g. mlflow.apps.example.com)" -}}

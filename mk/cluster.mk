@@ -1,0 +1,32 @@
+# A throwaway single-node Kubernetes 1.20 on this machine, made only from Debian packages
+# (scripts/mlopskit/cluster/): the server binaries are built once from bookworm's `kubernetes`
+# source package into /var/cache/mlops-kit/cluster/<inputs hash>/ (about 12 min on 2 cores;
+# every later `make cluster`, from any clone, reuses them). Pods run `make images` output through
+# dockershim on the local Docker engine: no registry. PROFILE=openshift adds a restricted-v2-like
+# PodSecurityPolicy, the Route/Ingress APIs as CRDs and a project admin (no cluster rights).
+# The kubeconfig is build/cluster/kubeconfig; deploy/cluster/ is an environment targeting it.
+PROFILE ?= kubernetes
+
+.PHONY: cluster
+cluster: $(VENV_STAMP) $(HELM_STAMP) ## Start (or find) the throwaway cluster; PROFILE=openshift for the OpenShift-like one
+	$(PY) -m mlopskit.cluster up --profile $(PROFILE)
+
+.PHONY: cluster-down
+cluster-down: $(VENV_STAMP) ## Stop the throwaway cluster, remove its state and restore the host settings it changed
+	$(PY) -m mlopskit.cluster down
+
+.PHONY: cluster-status
+cluster-status: $(VENV_STAMP) ## Which components of the throwaway cluster run
+	$(PY) -m mlopskit.cluster status
+
+# The chart and the role on the cluster (tests/cluster), in both profiles: deploy, idempotency,
+# smoke (kubectl backend), helm test, pod restart, destroy/redeploy, purge; then the OpenShift-like
+# profile as a project admin. Builds the images; leaves the cluster down (host settings restored).
+.PHONY: test-cluster
+test-cluster: $(VENV_STAMP) $(HELM_STAMP) images ## Deploy to the throwaway cluster (both profiles) through Ansible and check it end to end
+	$(PY) -m mlopskit chromium >/dev/null
+	$(PY) -m mlopskit.cluster up --profile kubernetes --switch
+	$(BIN)/pytest -x tests/cluster/test_kubernetes_profile.py
+	$(PY) -m mlopskit.cluster up --profile openshift --switch
+	$(BIN)/pytest -x tests/cluster/test_openshift_profile.py
+	$(PY) -m mlopskit.cluster down

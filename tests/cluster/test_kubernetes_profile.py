@@ -1,0 +1,262 @@
+"""The chart and the mlops_kubernetes role on the throwaway cluster (environment `cluster`), in
+order: cold deploy, an unchanged second deploy, the smoke suite through kubectl, `helm test`,
+every pod deleted and killed under logging load, a helm upgrade while 2 MLflow replicas serve,
+an MLflow pod restart behind the port-forward, destroy that keeps the data, redeploy, a release
+with fullnameOverride, and a purge. The tests share one release, so they run in file order and
+stop at the first failure (pytest -x in mk/cluster.mk). Needs `make cluster` (the make target
+starts it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.cluster_support import (
+    KUBECONFIG,
+    Env,
+    check_persistence,
+    health,
+    port_answers,
+    stop,
+    unrelated_process,
+    wait_for,
+)
+from tests.cluster.load import MetricLoad, Prober
+from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
+
+ENV = Env(name="cluster", namespace="mlops", release="mlops")
+MLFLOW_PORT = 15100
+SFTP_PORT = 12322
+
+
+def purge(env: Env = ENV) -> None:
+    result = make("destroy", ENV=env.name, PURGE="1", YES="1")
+    assert result.returncode == 0, result.explain()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_release() -> Iterator[None]:
+    assert KUBECONFIG.is_file(), "no cluster: run `make cluster` (make test-cluster does)"
+    purge()
+    yield
+    ENV.save_timings()
+    purge()
+
+
+def test_cold_deploy_leaves_unrelated_processes_alone():
+    """A stale port-forward pid file naming someone else's process must not get it killed."""
+    bystander = unrelated_process()
+    ENV.build_dir.mkdir(parents=True, exist_ok=True)
+    (ENV.build_dir / "port-forward-mlflow.pid").write_text(f"{bystander.pid}\n")
+    try:
+        result = make("deploy", ENV=ENV.name)
+        assert result.returncode == 0, result.explain()
+        ENV.timings["cold deploy"] = result.seconds
+        assert bystander.poll() is None, "make deploy killed the process of a stale pid file"
+    finally:
+        stop(bystander)
+    assert "MLFLOW_TRACKING_PASSWORD = ********" in result.output, result.explain()
+    assert f"MLflow UI at http://127.0.0.1:{MLFLOW_PORT}/" in result.output
+    assert health(ENV.tracking_uri()) == 200
+    assert (ENV.build_dir / "connection.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_second_deploy_changes_nothing():
+    pods_before = ENV.names("pods")
+    result = make("deploy", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+    ENV.timings["warm deploy"] = result.seconds
+    assert recap_changed(result.output) == {"localhost": 0}, result.explain()
+    assert ENV.names("pods") == pods_before, "an unchanged deploy restarted pods"
+
+
+def test_smoke_through_kubectl():
+    result = make("smoke", ENV=ENV.name)
+    ENV.timings["smoke"] = result.seconds
+    assert result.returncode == 0, result.explain()
+    assert " passed" in result.output
+
+
+def test_helm_test():
+    result = ENV.helm("test", ENV.release, "--logs", "--timeout", "5m")
+    ENV.timings["helm test"] = result.seconds
+    assert result.returncode == 0, result.explain()
+    assert "Phase:          Succeeded" in result.output, result.explain()
+
+
+def container_id(pod: str, container: str) -> str:
+    """The Docker container dockershim runs for ``container`` of ``pod``."""
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=io.kubernetes.pod.name={pod}",
+         "--filter", f"label=io.kubernetes.container.name={container}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(out) == 1, f"{pod}/{container}: containers {out}"
+    return out[0]
+
+
+def wait_component_ready(component: str) -> None:
+    selector = f"app.kubernetes.io/instance={ENV.release},app.kubernetes.io/component={component}"
+    ENV.kubectl(
+        "wait", "-n", ENV.namespace, "--for=condition=Ready", "pod", "-l", selector,
+        "--timeout=300s",
+    )  # fmt: skip
+
+
+CONTAINERS = {"postgresql": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
+
+
+def test_no_acknowledged_write_is_lost_when_pods_die():
+    """Each pod deleted, then each main container killed with SIGKILL, while a client logs."""
+    with MetricLoad(ENV.connection()) as load:
+        wait_for(lambda: len(load.acked) > 20, 120, "the load starting")
+        for component, container in CONTAINERS.items():
+            for how in ("delete", "kill -9"):
+                mark = load.acked[-1] if load.acked else -1
+                (pod,) = ENV.names("pods", f"app.kubernetes.io/component={component}")
+                if how == "delete":
+                    ENV.kubectl("delete", "pod", "-n", ENV.namespace, pod, "--wait=true")
+                else:
+                    subprocess.run(
+                        ["docker", "kill", "--signal", "KILL", container_id(pod, container)],
+                        check=True, capture_output=True,
+                    )  # fmt: skip
+                    time.sleep(2)
+                wait_component_ready(component)
+                wait_for(
+                    lambda mark=mark: load.acked_since(mark) > 20, 180,
+                    f"writes resuming after {how} of {component}",
+                )  # fmt: skip
+    lost_steps, lost_artifacts = load.lost()
+    print(f"[cluster] under pod kills: {len(load.acked)} writes acknowledged, "
+          f"{load.failures} refused")  # fmt: skip
+    assert not lost_steps, f"acknowledged metric steps lost: {lost_steps}"
+    assert not lost_artifacts, f"acknowledged artifacts lost: {lost_artifacts}"
+    assert len(load.acked_artifacts) > 10
+
+
+def deploy_replicas(**values: object) -> None:
+    overrides = json.dumps({"mlops_kubernetes_values": {"mlflow": {"replicaCount": 2, **values}}})
+    deploy_dir = REPO_ROOT / "deploy" / ENV.name
+    result = ansible_playbook(
+        "deploy.yml", deploy_dir / "inventory.yml", deploy_dir / "settings.yml", ENV.name,
+        "-e", overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+
+
+def test_helm_upgrade_keeps_two_replicas_serving():
+    """A changed value rolls the 2 MLflow replicas one by one; the Service never stops answering."""
+    deploy_replicas()
+    (service,) = ENV.get("svc", "-l", f"app.kubernetes.io/instance={ENV.release},"
+                         "app.kubernetes.io/component=mlflow")  # fmt: skip
+    connection = ENV.connection()
+    url = (
+        f"http://{service['spec']['clusterIP']}:5000"
+        "/api/2.0/mlflow/experiments/search?max_results=1"
+    )
+    pods_before = ENV.names("pods", "app.kubernetes.io/component=mlflow")
+    assert len(pods_before) == 2
+    with Prober(
+        url, connection["MLFLOW_TRACKING_USERNAME"], connection["MLFLOW_TRACKING_PASSWORD"]
+    ) as prober:
+        time.sleep(3)
+        started = time.monotonic()
+        deploy_replicas(podAnnotations={"mlops-kit.test/rollout": str(time.time_ns())})
+        ENV.timings["helm upgrade, 2 replicas"] = time.monotonic() - started
+        time.sleep(3)
+    assert not set(ENV.names("pods", "app.kubernetes.io/component=mlflow")) & set(pods_before)
+    assert prober.ok > 20
+    assert prober.failed == [], f"{len(prober.failed)} failed requests: {prober.failed[:5]}"
+    # Back to the environment's own settings (1 replica) for the rest of the run.
+    result = make("deploy", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+
+
+def test_port_forward_follows_an_mlflow_pod_restart():
+    (pod,) = ENV.names("pods", "app.kubernetes.io/component=mlflow")
+    ENV.kubectl("delete", "pod", "-n", ENV.namespace, pod, "--wait=true")
+    ENV.kubectl(
+        "wait", "-n", ENV.namespace, "--for=condition=Ready", "pod", "--timeout=300s",
+        "-l", f"app.kubernetes.io/instance={ENV.release},app.kubernetes.io/component=mlflow",
+    )  # fmt: skip
+    wait_for(lambda: health(ENV.tracking_uri()) == 200, 60, "MLflow through the port-forward")
+    assert check_persistence(ENV).returncode == 0
+
+
+def test_smoke_names_the_fix_when_the_port_forward_is_gone():
+    pid = int((ENV.build_dir / "port-forward-mlflow.pid").read_text())
+    os.killpg(pid, signal.SIGTERM)
+    wait_for(lambda: not port_answers(MLFLOW_PORT), 30, "the port-forward stopping")
+    result = make("smoke", ENV=ENV.name)
+    assert result.returncode != 0
+    assert f"make deploy ENV={ENV.name}` starts it again" in result.output, result.explain()
+    assert "port-forward-mlflow.log" in result.output
+    redeploy = make("deploy", ENV=ENV.name)
+    assert redeploy.returncode == 0, redeploy.explain()
+    assert health(ENV.tracking_uri()) == 200
+
+
+def test_destroy_keeps_claims_and_secrets():
+    claims, secrets = ENV.names("pvc"), ENV.names("secrets", "app.kubernetes.io/managed-by=Helm")
+    assert len(claims) == 2, claims
+    result = make("destroy", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+    ENV.timings["destroy"] = result.seconds
+    assert ENV.names("pvc") == claims
+    assert ENV.names("secrets", "app.kubernetes.io/managed-by=Helm") == secrets
+    assert ENV.names("pods") == [], "destroy left pods (the helm test pod?)"
+    assert not port_answers(MLFLOW_PORT), "destroy left the port-forward"
+
+
+def test_redeploy_finds_every_run():
+    result = make("deploy", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+    ENV.timings["deploy after destroy"] = result.seconds
+    persisted = check_persistence(ENV)
+    assert persisted.returncode == 0, persisted.explain()
+    assert "persistence ok" in persisted.output
+
+
+def test_fullname_override_deploys_and_purges():
+    """The role takes resource names from the release, never from the chart's naming rule."""
+    other = Env(name="cluster-fno", namespace="mlops-fno", release="fno")
+    extra = [
+        "-e", f"mlops_env={other.name}",
+        "-e", f"mlops_kubernetes_namespace={other.namespace}",
+        "-e", f"mlops_kubernetes_release={other.release}",
+        "-e", '{"mlops_kubernetes_values_files": []}',
+        "-e", '{"mlops_kubernetes_forward_ports": {"mlflow": 15110, "sftp": 12332}}',
+        "-e", '{"mlops_kubernetes_values": {"fullnameOverride": "team-tracking"}}',
+    ]  # fmt: skip
+    settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
+    inventory = REPO_ROOT / "deploy" / ENV.name / "inventory.yml"
+    try:
+        result = ansible_playbook("deploy.yml", inventory, settings, other.name, *extra)
+        assert result.returncode == 0, result.explain()
+        assert other.names("svc", "app.kubernetes.io/component=mlflow") == ["team-tracking-mlflow"]
+        assert health(other.tracking_uri()) == 200
+    finally:
+        purged = ansible_playbook(
+            "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"
+        )
+        assert purged.returncode == 0, purged.explain()
+    assert other.names("pvc") == []
+
+
+def test_purge_removes_everything():
+    test_run = ENV.helm("test", ENV.release, "--timeout", "5m")
+    assert test_run.returncode == 0, test_run.explain()
+    purge()
+    assert ENV.names("pvc") == []
+    assert ENV.names("secrets", "app.kubernetes.io/managed-by=Helm") == []
+    assert ENV.names("pods") == [], "PURGE=1 left pods (the helm test pod?)"
+    left = sorted(p.name for p in ENV.build_dir.iterdir()) if ENV.build_dir.exists() else []
+    # build/cluster/ is also where `make cluster` writes its kubeconfigs: those stay.
+    assert all(name.endswith("kubeconfig") for name in left), f"PURGE=1 left {left}"
