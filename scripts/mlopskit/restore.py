@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -117,6 +118,7 @@ def _forget_migration(denv: DockerEnv) -> None:
 
 def restore(env: Environment, backup_dir: Path) -> Path:
     """Replace the environment's data by the backup's; return the safety backup taken first."""
+    started = time.monotonic()
     denv = docker_env(env)
     manifest = verify(backup_dir)
     check_mlflow_version(manifest, image_set().mlflow_version)
@@ -131,7 +133,8 @@ def restore(env: Environment, backup_dir: Path) -> Path:
     _restore_secrets(env, backup_dir)
     _forget_migration(denv)
     log(
-        f"restored {env.name} from {backup_dir}; the state before is in {safety}. "
+        f"data replaced in {time.monotonic() - started:.1f}s: restored {env.name} from "
+        f"{backup_dir}; the state before is in {safety}. "
         f"MLflow stays stopped until `make deploy ENV={env.name}` migrates and starts it"
     )
     return safety

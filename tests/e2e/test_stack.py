@@ -300,10 +300,16 @@ def test_backups_are_incremental_and_rotated(timings):
 
 
 def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
+    """Disaster recovery (docs/operations.md): everything but the backups is gone; deploy and
+    restore from a copy made elsewhere with `cp -a`."""
     # The smoke manifest lives in build/e2e/, which the purge deletes: keep it aside.
     manifest = tmp_path / "smoke-manifest.json"
     shutil.copy(BUILD_DIR / "smoke-manifest.json", manifest)
     kept = backup_names()
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    copied = run(["cp", "-a", str(BACKUP_DIR), f"{offsite}/"])
+    assert copied.returncode == 0, copied.explain()
     purge()
     assert backup_names() == kept, "PURGE=1 touched the backups"
     assert not BUILD_DIR.exists()
@@ -311,11 +317,24 @@ def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
     assert result.returncode == 0, result.explain()
     shutil.copy(manifest, BUILD_DIR / "smoke-manifest.json")
     assert "persistence ok" not in check_persistence().output, "the purge must lose the data"
-    result = make("restore", ENV=E2E_ENV, FROM=str(BACKUP_DIR / kept[-1]), YES="1")
+    result = make("restore", ENV=E2E_ENV, FROM=str(offsite / PREFIX / kept[-1]), YES="1")
     assert result.returncode == 0, result.explain()
     timings["restore after purge + redeploy"] = result.seconds
     # The restore brought back the secrets too: the old connection.env works again.
     shutil.copy(manifest, BUILD_DIR / "smoke-manifest.json")
+    verify_persistence()
+
+
+def test_a_new_database_volume_is_filled_by_a_restore(timings):
+    """The PostgreSQL major upgrade of docs/operations.md, rehearsed within one major."""
+    for step in (make("backup", ENV=E2E_ENV), make("destroy", ENV=E2E_ENV),
+                 run(["docker", "volume", "rm", f"{PREFIX}-pgdata"]),
+                 make("deploy", ENV=E2E_ENV)):  # fmt: skip
+        assert step.returncode == 0, step.explain()
+    assert "persistence ok" not in check_persistence().output, "the database must be new"
+    result = make("restore", ENV=E2E_ENV, YES="1")
+    assert result.returncode == 0, result.explain()
+    timings["restore into a new database volume"] = result.seconds
     verify_persistence()
 
 
