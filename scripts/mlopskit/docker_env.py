@@ -111,8 +111,10 @@ def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:
          "--filter", f"label=io.mlops-kit.env={denv.env.name}"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    deleted = [f"Docker volume {name}" for name in sorted(result.stdout.split())]
-    deleted += [f"{path}/" for path in (denv.state_dir, denv.env.build_dir) if path.exists()]
+    volumes = [f"Docker volume {name}" for name in sorted(result.stdout.split())]
+    # A remote Docker host's volumes do not show on the local engine: name them generally.
+    deleted = volumes or [f"the data volumes of {denv.prefix} on the Docker host"]
+    deleted += [f"{denv.state_dir}/ (Docker host)", f"{denv.env.build_dir}/"]
     root = denv.backup_root
     count = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
     kept = [f"{count} backup(s) in {root}/ (mlops_docker_backup_dir)"]

@@ -35,6 +35,9 @@ PSQL_RECREATE = (
     '-v db="$1" -v owner="$POSTGRES_APP_USER" --username postgres --dbname postgres'
 )
 SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
+# Secrets of the PostgreSQL cluster, which a restore keeps (it restores databases, not the
+# cluster): the image sets the superuser password through a login with the current one.
+CLUSTER_SECRETS = ("postgres_superuser_password",)
 
 
 def _version(ref: str) -> Version | None:
@@ -95,6 +98,9 @@ def _restore_secrets(env: Environment, backup_dir: Path) -> None:
     env.build_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, incoming)
     incoming.chmod(0o700)
+    for name in CLUSTER_SECRETS:
+        if (current / name).is_file():
+            shutil.copy2(current / name, incoming / name)
     if current.exists():
         outgoing = env.build_dir / "secrets.replaced"
         shutil.rmtree(outgoing, ignore_errors=True)
@@ -128,10 +134,17 @@ def restore(env: Environment, backup_dir: Path) -> Path:
     mlflow = denv.container("mlflow")
     log(f"stopping {mlflow} while its data is replaced")
     docker("stop", "--time", "30", mlflow)
-    _recreate_databases(denv, backup_dir, manifest["databases"])
-    _restore_sftp(denv, backup_dir, manifest)
-    _restore_secrets(env, backup_dir)
-    _forget_migration(denv)
+    try:
+        # First: from here on the databases no longer match what the record says.
+        _forget_migration(denv)
+        _recreate_databases(denv, backup_dir, manifest["databases"])
+        _restore_sftp(denv, backup_dir, manifest)
+        _restore_secrets(env, backup_dir)
+    except CommandError as exc:
+        raise CommandError(
+            f"{exc}\nThe restore stopped half-way and MLflow is stopped. The state before it "
+            f"is in {safety}: `make restore ENV={env.name} FROM={safety} YES=1` puts it back"
+        ) from None
     log(
         f"data replaced in {time.monotonic() - started:.1f}s: restored {env.name} from "
         f"{backup_dir}; the state before is in {safety}. "

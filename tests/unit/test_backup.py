@@ -218,3 +218,23 @@ def test_a_backup_from_a_newer_mlflow_is_refused() -> None:
 @pytest.mark.parametrize("ref", ["mlops-kit/mlflow:3.16.0", "mlops-kit/mlflow:3.17.2", ""])
 def test_same_or_older_mlflow_backups_are_accepted(ref: str) -> None:
     check_mlflow_version({"images": {"mlflow": ref}}, "3.17.2")
+
+
+def test_restored_secrets_keep_the_cluster_s_superuser_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlopskit.restore import _restore_secrets
+
+    monkeypatch.setattr(Environment, "build_dir", property(lambda self: tmp_path / "build"))
+    current = tmp_path / "build" / "secrets"
+    current.mkdir(parents=True)
+    (current / "postgres_superuser_password").write_text("cluster's")
+    (current / "mlflow_admin_password").write_text("new")
+    saved = tmp_path / "backup" / "secrets"
+    saved.mkdir(parents=True)
+    (saved / "postgres_superuser_password").write_text("old cluster's")
+    (saved / "mlflow_admin_password").write_text("old")
+    _restore_secrets(Environment("x"), tmp_path / "backup")
+    assert (current / "mlflow_admin_password").read_text() == "old"
+    assert (current / "postgres_superuser_password").read_text() == "cluster's"
+    assert current.stat().st_mode & 0o777 == 0o700
