@@ -1,14 +1,19 @@
-# Operations on a deployed environment: backup, restore (Docker target; scripts/mlopskit/backup.py)
-# and upgrade.
+# Operations on a deployed environment: backup, restore (Docker target; scripts/mlopskit/backup.py
+# and restore.py) and upgrade. Backups go to mlops_docker_backup_dir (default
+# /var/backups/mlops-kit/<prefix>/), which `make destroy PURGE=1` leaves alone.
 FROM ?=
+KEEP ?=
 
 .PHONY: backup
-backup: $(VENV_STAMP) ## Back up both databases and the SFTP data of $(ENV) into build/$(ENV)/backups/
-	$(PY) -m mlopskit backup $(ENV)
+backup: $(VENV_STAMP) ## Back up the databases, SFTP data and secrets of $(ENV) (KEEP=N: keep the newest N)
+	$(PY) -m mlopskit backup $(ENV) $(if $(KEEP),--keep $(KEEP))
 
+# The restore leaves MLflow stopped and forgets which image migrated the databases; the deploy
+# after it migrates the restored schema if need be and starts MLflow on the restored secrets.
 .PHONY: restore
-restore: $(VENV_STAMP) ## Restore $(ENV) from FROM=build/$(ENV)/backups/<time> (default: latest; YES=1: no prompt)
+restore: $(VENV_STAMP) ## Restore $(ENV) from FROM=<backup dir> (default: latest; YES=1: no prompt), then deploy
 	YES=$(YES) $(PY) -m mlopskit restore $(ENV) $(FROM)
+	$(MAKE) --no-print-directory deploy ENV=$(ENV)
 
 # Image tags come from images/versions.env: after bumping a version, deploy re-creates the
 # containers on the new images and the MLflow migration runs once, after the backup.

@@ -28,6 +28,16 @@ data_root=$(dirname "$PGDATA")
 [[ -w $data_root ]] ||
   die "$data_root is not writable by UID $(id -u) GID $(id -g); mount a volume writable by group 0"
 
+# A cluster made by another major version cannot be opened by these binaries, and starting
+# them on it would only crash-loop: stop at once, change nothing, and name the way across.
+[[ $(postgres -V) =~ \(PostgreSQL\)\ ([0-9]+) ]] || die "cannot tell this image's PostgreSQL version"
+server_major=${BASH_REMATCH[1]}
+if [[ -s $PGDATA/PG_VERSION ]]; then
+  data_major=$(<"$PGDATA/PG_VERSION")
+  [[ $data_major == "$server_major" ]] ||
+    die "$PGDATA holds a PostgreSQL $data_major cluster and this image runs PostgreSQL $server_major, which cannot open it; nothing was changed. Run the PostgreSQL $data_major image again (POSTGRES_MAJOR in images/versions.env) and move the data by dump and restore: make backup, then a new data volume on PostgreSQL $server_major and make restore (docs/operations.md#postgresql-major-upgrade)"
+fi
+
 if [[ ! -s $PGDATA/PG_VERSION ]]; then
   log "initialising a new cluster in $PGDATA"
   mkdir -p "$PGDATA"

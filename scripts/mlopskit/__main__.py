@@ -41,7 +41,7 @@ def _image_refs(_args: argparse.Namespace) -> None:
 def _backup(args: argparse.Namespace) -> None:
     from .backup import backup_command
 
-    backup_command(args.env)
+    backup_command(args.env, args.keep)
 
 
 def _pre_upgrade(args: argparse.Namespace) -> None:
@@ -51,7 +51,7 @@ def _pre_upgrade(args: argparse.Namespace) -> None:
 
 
 def _restore(args: argparse.Namespace) -> None:
-    from .backup import restore_command
+    from .restore import restore_command
 
     restore_command(args.env, args.source)
 
@@ -70,13 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     lock.set_defaults(func=_lock)
     backup = sub.add_parser("backup", help="back up the databases and SFTP data of ENV")
     backup.add_argument("env")
+    backup.add_argument("--keep", default="", help="then keep only the newest N backups")
     backup.set_defaults(func=_backup)
     pre_upgrade = sub.add_parser("pre-upgrade", help="back up ENV before an upgrade (Docker)")
     pre_upgrade.add_argument("env")
     pre_upgrade.set_defaults(func=_pre_upgrade)
     restore = sub.add_parser("restore", help="restore ENV from a backup (default: the latest)")
     restore.add_argument("env")
-    restore.add_argument("source", nargs="?", default="", help="a build/ENV/backups/<time> dir")
+    restore.add_argument("source", nargs="?", default="", help="a backup directory")
     restore.set_defaults(func=_restore)
     add_docker_commands(sub)
     return parser

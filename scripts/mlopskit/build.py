@@ -58,7 +58,7 @@ def build_image(images: ImageSet, name: str, base_image: str) -> float:
 
 def build_all(names: tuple[str, ...] = IMAGE_NAMES) -> ImageSet:
     ensure_engine()
-    images = image_set(os.environ.get("IMAGE_PREFIX") or None)
+    images = image_set()
     base = ensure_base_image(os.environ.get("BASE_IMAGE") or "debian:bookworm-slim")
     extra_ca = Path(os.environ.get("EXTRA_CA_DIR") or HOST_EXTRA_CA_DIR)
     copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")

@@ -45,9 +45,15 @@ def _rotate_user(args: argparse.Namespace) -> None:
 
 
 def _confirm_purge(args: argparse.Namespace) -> None:
+    from .docker_env import docker_env, purge_plan, read_settings
     from .environments import check_environment, confirm_purge
 
-    confirm_purge(check_environment(args.env))
+    env = check_environment(args.env)
+    if read_settings(env).get("mlops_target") != "docker":
+        confirm_purge(env)
+        return
+    deleted, kept = purge_plan(docker_env(env))
+    confirm_purge(env, deleted, kept)
 
 
 def _chromium(_args: argparse.Namespace) -> None:

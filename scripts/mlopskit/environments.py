@@ -166,14 +166,23 @@ def render_info(env: Environment, admin: dict[str, str], people: dict[str, dict[
     return "\n".join(lines)
 
 
-def confirm_purge(env: Environment) -> None:
-    """Ask before deleting all data; YES=1 answers for non-interactive runs."""
+def confirm_purge(
+    env: Environment, deleted: list[str] | None = None, kept: list[str] | None = None
+) -> None:
+    """Ask before deleting all data, listing what goes and what stays; YES=1 answers for
+    non-interactive runs."""
     if os.environ.get("YES", "") in {"1", "true", "yes"}:
         return
-    warning = (
-        f"PURGE=1 deletes ALL data of environment {env.name}: its volumes (runs, models, "
-        f"artifacts, DVC objects), the host-side secrets and build/{env.name}/"
-    )
+    if deleted is None:
+        what = (
+            "its volumes (runs, models, artifacts, DVC objects), the host-side secrets "
+            f"and build/{env.name}/"
+        )
+    else:
+        what = "; ".join(deleted) or "nothing is left to delete"
+    warning = f"PURGE=1 deletes ALL data of environment {env.name}: {what}"
+    if kept:
+        warning += f". It keeps {'; '.join(kept)}"
     if not sys.stdin.isatty():
         raise CommandError(f"{warning}. Nobody can confirm here: rerun with YES=1 to proceed")
     print(f"{warning}.", file=sys.stderr)

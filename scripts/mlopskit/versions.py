@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,11 @@ class ImageSet:
 
 
 def image_set(prefix: str | None = None) -> ImageSet:
+    """The images of versions.env; the prefix from the argument, else the environment's
+    IMAGE_PREFIX (two checkouts sharing one Docker engine), else versions.env."""
     values = read_env_file(VERSIONS_FILE)
     return ImageSet(
-        prefix=prefix or values["IMAGE_PREFIX"],
+        prefix=prefix or os.environ.get("IMAGE_PREFIX") or values["IMAGE_PREFIX"],
         mlflow_version=values["MLFLOW_VERSION"],
         postgres_major=values["POSTGRES_MAJOR"],
         sftp_version=values["SFTP_VERSION"],

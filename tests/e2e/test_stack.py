@@ -1,6 +1,7 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
 changed setting that restarts only its service, restart of every container, backup, a
-disaster and its restore, upgrade, destroy that keeps the data, redeploy, purge. The tests
+disaster and its restore, upgrade, destroy that keeps the data, redeploy, incremental backups
+with retention, purge with the backups kept, redeploy and restore, purge. The tests
 share one stack, so they run in file order and each one stops the rest when it fails
 (pytest -x in mk/deploy.mk)."""
 
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlopskit.backup import PG_SHELL
+from mlopskit.docker_env import PG_SHELL
 from mlopskit.environments import parse_connection_env
 from mlopskit.versions import IMAGE_NAMES, image_set
 
@@ -42,6 +43,8 @@ KEEP_DIR = REPO_ROOT / "build" / "test-e2e"
 # The person the smoke suite works as (the first editor with DVC write in deploy/e2e/people.yml).
 SMOKE_PERSON = "alice"
 PERSON_FILE = BUILD_DIR / "people" / SMOKE_PERSON / "connection.env"
+# mlops_docker_backup_dir's default: outside everything PURGE=1 deletes.
+BACKUP_DIR = Path("/var/backups/mlops-kit") / PREFIX
 
 
 def deploy_with(*extra: str):
@@ -57,11 +60,14 @@ def purge() -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def fresh_environment() -> Iterator[None]:
-    """Start from nothing; purge at the end unless MLOPS_E2E_KEEP=1 asks to keep a failure."""
+    """Start from nothing; purge at the end unless MLOPS_E2E_KEEP=1 asks to keep a failure.
+    The backups outlive a purge by design: the test removes its own."""
     purge()
+    shutil.rmtree(BACKUP_DIR, ignore_errors=True)
     yield
     if os.environ.get("MLOPS_E2E_KEEP") != "1":
         purge()
+        shutil.rmtree(BACKUP_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -183,49 +189,65 @@ def test_everything_survives_a_restart_of_every_container(timings):
     verify_persistence()
 
 
+def psql(sql: str, database: str = "mlflow") -> str:
+    return subprocess.run(
+        ["docker", "exec", f"{PREFIX}-postgres", "sh", "-c", PG_SHELL, "sh",
+         "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+
+
 def lose_the_data() -> None:
-    """A disaster: the tracking database's tables and every file on SFTP are gone."""
-    drop = "DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION mlflow;"
-    for container, script, args in (
-        (f"{PREFIX}-postgres", PG_SHELL, ("psql", "-q", "-U", "postgres",
-                                          "-d", "mlflow", "-c", drop)),
-        (f"{PREFIX}-sftp", 'rm -rf /data/artifacts/* /data/dvc/*', ()),
-    ):  # fmt: skip
-        subprocess.run(
-            ["docker", "exec", container, "sh", "-c", script, "sh", *args],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+    """A disaster: the tracking database's tables and every file on SFTP are gone, and a table
+    that only a newer migration would have made has appeared."""
+    psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION mlflow;")
+    psql("CREATE TABLE public.from_a_newer_migration (id int)")
+    subprocess.run(
+        ["docker", "exec", f"{PREFIX}-sftp", "sh", "-c", "rm -rf /data/artifacts/* /data/dvc/*"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
 
 
-def test_restore_wants_a_confirmation():
+def backup_names() -> list[str]:
+    return sorted(p.name for p in BACKUP_DIR.iterdir())
+
+
+def test_restore_wants_a_confirmation(timings):
     backup = make("backup", ENV=E2E_ENV)
     assert backup.returncode == 0, backup.explain()
+    timings["backup (first, full)"] = backup.seconds
+    assert "MLflow was paused for" in backup.output, backup.explain()
     refused = make("restore", ENV=E2E_ENV)
     assert refused.returncode != 0
     assert "YES=1" in refused.output, refused.explain()
-    assert [p.name for p in (BUILD_DIR / "backups").iterdir()] == [
-        Path(backup.output.strip().splitlines()[-1]).name
-    ], "a refused restore must not even take its safety backup"
+    assert backup_names() == [Path(backup.output.strip().splitlines()[-1]).name], (
+        "a refused restore must not even take its safety backup"
+    )
 
 
 def test_restore_brings_back_everything_after_a_disaster(timings):
     lose_the_data()
     assert "persistence ok" not in check_persistence().output, "the data loss must be real"
+    record = STATE_DIR / "migrated-by-image"
+    recorded = record.stat().st_mtime_ns
     result = make("restore", ENV=E2E_ENV, YES="1")
     assert result.returncode == 0, result.explain()
-    timings["restore"] = result.seconds
+    timings["restore (with its safety backup and deploy)"] = result.seconds
     verify_persistence()
-    backups = sorted(p.name for p in (BUILD_DIR / "backups").iterdir())
+    tables = psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split()
+    assert "from_a_newer_migration" not in tables, "restore must re-create the database"
+    assert record.stat().st_mtime_ns > recorded, "the deploy after the restore did not migrate"
+    backups = backup_names()
     assert len(backups) == 2
     assert backups[1].endswith("-before-restore")
-    assert (BUILD_DIR / "backups").stat().st_mode & 0o777 == 0o700
+    assert BACKUP_DIR.stat().st_mode & 0o777 == 0o700
 
 
 def test_upgrade_backs_up_first_and_keeps_everything(timings):
     result = make("upgrade", ENV=E2E_ENV)
     assert result.returncode == 0, result.explain()
     timings["upgrade (same versions)"] = result.seconds
-    assert any(p.name.endswith("-before-upgrade") for p in (BUILD_DIR / "backups").iterdir())
+    assert any(name.endswith("-before-upgrade") for name in backup_names())
     verify_persistence()
 
 
@@ -244,6 +266,11 @@ def test_purge_asks_for_confirmation():
     result = make("destroy", ENV=E2E_ENV, PURGE="1")
     assert result.returncode != 0
     assert "YES=1" in result.output, result.explain()
+    said = " ".join(result.output.split())
+    for item in (f"Docker volume {PREFIX}-pgdata", f"Docker volume {PREFIX}-sftpdata",
+                 f"{STATE_DIR}/", f"{BUILD_DIR}/", f"It keeps {len(backup_names())} backup(s) "
+                 f"in {BACKUP_DIR}/"):  # fmt: skip
+        assert item in said, result.explain()
     assert docker_names("volume", LABEL) == [f"{PREFIX}-pgdata", f"{PREFIX}-sftpdata"]
     assert (BUILD_DIR / "secrets").is_dir()
 
@@ -260,9 +287,69 @@ def test_redeploy_after_destroy_finds_all_data(timings):
     verify_persistence()
 
 
+def stored_files(backup: Path) -> dict[str, os.stat_result]:
+    return {str(p.relative_to(backup)): p.stat() for p in (backup / "sftp").rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def test_backups_are_incremental_and_rotated(timings):
+    result = make("backup", ENV=E2E_ENV, KEEP="2")
+    assert result.returncode == 0, result.explain()
+    timings["backup (incremental)"] = result.seconds
+    assert "(0 bytes of SFTP data copied" in result.output, result.explain()
+    newest, previous = (BACKUP_DIR / name for name in backup_names()[::-1][:2])
+    assert len(backup_names()) == 2, "KEEP=2 keeps the two newest"
+    files, before = stored_files(newest), stored_files(previous)
+    assert files, "the backup holds no SFTP file"
+    assert all(files[name].st_ino == before[name].st_ino for name in files), "not hard-linked"
+    assert all(stat.st_mode & 0o777 == 0o600 for stat in files.values())
+
+
+def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
+    """Disaster recovery (docs/operations.md): everything but the backups is gone; deploy and
+    restore from a copy made elsewhere with `cp -a`."""
+    # The smoke manifest lives in build/e2e/, which the purge deletes: keep it aside.
+    manifest = tmp_path / "smoke-manifest.json"
+    shutil.copy(BUILD_DIR / "smoke-manifest.json", manifest)
+    kept = backup_names()
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    copied = run(["cp", "-a", str(BACKUP_DIR), f"{offsite}/"])
+    assert copied.returncode == 0, copied.explain()
+    purge()
+    assert backup_names() == kept, "PURGE=1 touched the backups"
+    assert not BUILD_DIR.exists()
+    result = make("deploy", ENV=E2E_ENV)
+    assert result.returncode == 0, result.explain()
+    shutil.copy(manifest, BUILD_DIR / "smoke-manifest.json")
+    assert "persistence ok" not in check_persistence().output, "the purge must lose the data"
+    result = make("restore", ENV=E2E_ENV, FROM=str(offsite / PREFIX / kept[-1]), YES="1")
+    assert result.returncode == 0, result.explain()
+    timings["restore after purge + redeploy"] = result.seconds
+    # The restore brought back the secrets and the people's credentials: the old
+    # connection.env works again.
+    shutil.copy(manifest, BUILD_DIR / "smoke-manifest.json")
+    verify_persistence()
+
+
+def test_a_new_database_volume_is_filled_by_a_restore(timings):
+    """The PostgreSQL major upgrade of docs/operations.md, rehearsed within one major."""
+    for step in (make("backup", ENV=E2E_ENV), make("destroy", ENV=E2E_ENV),
+                 run(["docker", "volume", "rm", f"{PREFIX}-pgdata"]),
+                 make("deploy", ENV=E2E_ENV)):  # fmt: skip
+        assert step.returncode == 0, step.explain()
+    assert "persistence ok" not in check_persistence().output, "the database must be new"
+    result = make("restore", ENV=E2E_ENV, YES="1")
+    assert result.returncode == 0, result.explain()
+    timings["restore into a new database volume"] = result.seconds
+    verify_persistence()
+
+
 def test_purge_removes_everything():
+    kept = backup_names()
     purge()
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, LABEL) == [], f"a {kind} survived PURGE=1"
     assert not BUILD_DIR.exists()
     assert not STATE_DIR.exists()
+    assert backup_names() == kept, "PURGE=1 must leave the backups alone"

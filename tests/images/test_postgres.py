@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 
 from tests.images.conftest import Postgres
-from tests.support.docker import Sandbox, assert_config_error, new_secret
+from tests.support.docker import Sandbox, assert_config_error, new_secret, secret_dir
 
 pytestmark = pytest.mark.docker
 
@@ -110,3 +110,33 @@ def test_bad_configuration_fails_at_once_with_one_line(
 ) -> None:
     result = sandbox.run_to_exit(images.ref("postgres"), env=env)
     assert_config_error(result, message)
+
+
+def test_a_cluster_of_another_major_version_stops_at_once(
+    sandbox: Sandbox, images, tmp_path
+) -> None:
+    volume = sandbox.volume("other-major")
+    mount = f"{volume}:/var/lib/postgresql/data"
+    # What PostgreSQL 14 left behind, as far as any PostgreSQL can tell: its version file.
+    sandbox.run_to_exit(
+        images.ref("postgres"), env={}, entrypoint="sh", mounts=[mount],
+        command=["-c", "mkdir -m 0750 $PGDATA && echo 14 > $PGDATA/PG_VERSION && touch "
+                 "$PGDATA/base"],
+    )  # fmt: skip
+    secrets = secret_dir(tmp_path / "secrets", {"superuser": new_secret(), "app": new_secret()})
+    result = sandbox.run_to_exit(
+        images.ref("postgres"),
+        env={
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/db/superuser",
+            "POSTGRES_APP_PASSWORD_FILE": "/run/secrets/db/app",
+        },
+        mounts=[mount, f"{secrets}:/run/secrets/db:ro"],
+    )
+    assert_config_error(result, "holds a PostgreSQL 14 cluster and this image runs PostgreSQL")
+    for words in ("nothing was changed", "make backup", "make restore", "dump and restore"):
+        assert words in result.stderr
+    listing = sandbox.run_to_exit(
+        images.ref("postgres"), env={}, entrypoint="sh", mounts=[mount],
+        command=["-c", "cat $PGDATA/PG_VERSION && ls -A $PGDATA"],
+    )  # fmt: skip
+    assert listing.stdout.split() == ["14", "PG_VERSION", "base"], "the guard changed the data"

@@ -213,3 +213,18 @@ def test_purge_asks_for_the_environment_name(
         with pytest.raises(CommandError, match="not confirmed; nothing was removed"):
             confirm_purge(Environment("x"))
     assert "deletes ALL data of environment x" in capsys.readouterr().err
+
+
+def test_purge_lists_what_it_deletes_and_where_backups_stay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("YES", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    deleted = ["Docker volume p-pgdata", "/var/lib/mlops-kit/p/"]
+    kept = ["2 backup(s) in /var/backups/mlops-kit/p/ (mlops_docker_backup_dir)"]
+    with pytest.raises(CommandError) as caught:
+        confirm_purge(Environment("x"), deleted, kept)
+    assert (
+        "deletes ALL data of environment x: Docker volume p-pgdata; /var/lib/mlops-kit/p/. "
+        "It keeps 2 backup(s) in /var/backups/mlops-kit/p/"
+    ) in str(caught.value)

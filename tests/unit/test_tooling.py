@@ -59,7 +59,8 @@ def pinned(path: Path, package: str) -> str:
     return match.group(1)
 
 
-def test_mlflow_version_is_the_same_everywhere() -> None:
+def test_mlflow_version_is_the_same_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMAGE_PREFIX", raising=False)
     version = read_env_file(REPO_ROOT / "images" / "versions.env")["MLFLOW_VERSION"]
     assert pinned(REPO_ROOT / "images" / "mlflow" / "requirements.in", "mlflow") == version
     assert pinned(REPO_ROOT / "images" / "mlflow" / "requirements.lock", "mlflow") == version
@@ -78,3 +79,11 @@ def test_lock_files_pin_every_package_and_paramiko_below_4(lock: str) -> None:
     assert lines
     assert all("==" in line for line in lines), [line for line in lines if "==" not in line]
     assert int(pinned(REPO_ROOT / lock, "paramiko").split(".")[0]) < 4
+
+
+def test_the_environment_s_image_prefix_wins_over_versions_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IMAGE_PREFIX", "mine")
+    assert image_set().ref("postgres").startswith("mine/postgres:")
+    assert image_set("explicit").ref("sftp").startswith("explicit/sftp:")
