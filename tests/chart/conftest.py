@@ -14,21 +14,13 @@ from mlopskit.k8s_tools import find_tool
 ED25519_PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 # Real public keys (ssh-keygen), one per person of the tests; their private halves were discarded.
 ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA7jr+Y3ixARDBRbdOLuNrN6nHmAeFoCz871jeR275X6 alice"
-ALICE_ARTIFACTS_KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN4nYpmaFO8JtU1mAKYDKnNqbyhxRD9atRhvBjRwe3oH alice"
-)
 BOB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO4WawY5K0CvRazXlL07BDL1EnCH7gtQd0U+Fg40ji/a bob"
-BOB_ARTIFACTS_KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5WcxeJ1UHB21D5pnAgidrzEcVSNLcXY7IU4/Zk9Xa+ bob"
-)
 CAROL_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOO7lAgAbLvvFVEgEw3/YZjN6TlXjNUCABeMdOBbgLAA carol"
 # alice edits and writes DVC, bob reads both, carol administers MLflow and has no DVC access,
 # dave reads MLflow with his own password Secret and no key.
 PEOPLE: list[dict[str, str]] = [
-    {"name": "alice", "mlflow": "editor", "dvc": "write", "publicKey": ALICE_KEY,
-     "artifactsPublicKey": ALICE_ARTIFACTS_KEY},
-    {"name": "bob", "mlflow": "reader", "dvc": "read", "publicKey": BOB_KEY,
-     "artifactsPublicKey": BOB_ARTIFACTS_KEY},
+    {"name": "alice", "mlflow": "editor", "dvc": "write", "publicKey": ALICE_KEY},
+    {"name": "bob", "mlflow": "reader", "dvc": "read", "publicKey": BOB_KEY},
     {"name": "carol", "mlflow": "admin", "dvc": "none", "publicKey": CAROL_KEY},
     {"name": "dave", "mlflow": "reader", "existingSecret": "dave-mlflow-password"},
 ]  # fmt: skip

@@ -14,15 +14,7 @@ from typing import Any
 
 import pytest
 from chartlib import Rendered, RenderError, env_map, helm_template, render_notes
-from conftest import (
-    ALICE_ARTIFACTS_KEY,
-    ALICE_KEY,
-    BOB_ARTIFACTS_KEY,
-    BOB_KEY,
-    CAROL_KEY,
-    ED25519_PUBLIC,
-    PEOPLE,
-)
+from conftest import ALICE_KEY, BOB_KEY, CAROL_KEY, ED25519_PUBLIC, PEOPLE
 from test_chart_values import names_the_problem
 
 
@@ -62,25 +54,28 @@ def test_proxied_artifacts_give_people_the_dvc_area_only(
     assert CAROL_KEY not in str(matrix_renders["people"].get("ConfigMap", "-sftp-access"))
 
 
-def test_direct_artifacts_give_the_artifact_area_to_the_second_key(
+def test_direct_artifacts_give_the_artifact_area_to_the_same_key_by_role(
     matrix_renders: dict[str, Rendered],
 ) -> None:
+    """One key per person: its DVC line by dvc and its artifact line by MLflow role (the image
+    merges a key's lines, each area with its own mode), as on the Docker target."""
     lines = access_lines(matrix_renders["direct-artifacts"])
     assert lines == {
-        "person-alice": [f"dvc rw {ALICE_KEY}", f"artifacts rw {ALICE_ARTIFACTS_KEY}"],
-        "person-bob": [f"dvc ro {BOB_KEY}", f"artifacts ro {BOB_ARTIFACTS_KEY}"],
-    }
+        "person-alice": [f"dvc rw {ALICE_KEY}", f"artifacts rw {ALICE_KEY}"],  # editor
+        "person-bob": [f"dvc ro {BOB_KEY}", f"artifacts ro {BOB_KEY}"],  # reader
+        "person-carol": [f"artifacts rw {CAROL_KEY}"],  # admin, dvc none: no DVC line
+    }, "dave (no key) gets no line"
 
 
-def test_no_key_is_listed_twice(matrix_renders: dict[str, Rendered]) -> None:
-    """sshd uses the first line that matches a key: a second area for one key is never reached."""
+def test_no_key_is_listed_twice_for_one_area(matrix_renders: dict[str, Rendered]) -> None:
+    """The SFTP image refuses to start when a key stands twice for one area."""
     for case in ("people", "direct-artifacts"):
-        keys = [
-            " ".join(line.split()[2:4])
+        grants = [
+            (line.split()[0], " ".join(line.split()[2:4]))
             for lines in access_lines(matrix_renders[case]).values()
             for line in lines
         ]
-        assert len(keys) == len(set(keys)), case
+        assert len(grants) == len(set(grants)), case
 
 
 def test_defaults_have_an_empty_people_access_list(matrix_renders: dict[str, Rendered]) -> None:
@@ -239,6 +234,14 @@ def test_notes_never_hand_out_the_admin_password(helm: Path) -> None:
     assert "authorizedKeys" not in notes
 
 
+def test_notes_say_which_areas_the_person_key_reaches(helm: Path) -> None:
+    proxied = render_notes(helm, {"people": PEOPLE})
+    assert "no person's key reaches the artifact area" in proxied
+    direct = render_notes(helm, {"people": PEOPLE, "mlflow": {"serveArtifacts": False}})
+    assert "the same key reaches the artifact area" in direct
+    assert "artifactsPublicKey" not in proxied + direct
+
+
 BAD_PEOPLE = [
     ([{"name": "Alice", "mlflow": "editor"}], "/people/0/name"),
     ([{"name": "admin", "mlflow": "editor"}], "/people/0/name"),
@@ -248,6 +251,8 @@ BAD_PEOPLE = [
     ([{"name": "eve", "mlflow": "reader", "publicKey": "not a key"}], "/people/0/publicKey"),
     ([{"name": "eve", "dvc": "read"}], "/people/0"),
     ([{"name": "eve", "mlflow": "reader", "role": "x"}], "/people/0"),
+    # The second, artifact-area key of earlier versions: one key now reaches both areas.
+    ([{"name": "eve", "mlflow": "reader", "artifactsPublicKey": ED25519_PUBLIC}], "/people/0"),
     (
         [{"name": "eve", "mlflow": "reader", "existingSecret": "Bad_Name"}],
         "/people/0/existingSecret",
@@ -281,11 +286,6 @@ TEMPLATE_FAILURES = [
     (
         {"people": [{"name": "alice", "mlflow": "editor", "dvc": "write"}]},
         "has dvc write but no publicKey",
-    ),
-    (
-        {"people": [{"name": "alice", "mlflow": "editor", "publicKey": ALICE_KEY,
-                     "artifactsPublicKey": ALICE_KEY.replace(" alice", " other")}]},
-        "one key reaches one SFTP area",
     ),
 ]  # fmt: skip
 

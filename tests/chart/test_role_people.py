@@ -80,7 +80,6 @@ def test_generated_keys_stay_private_on_the_controller(
         assert directory.stat().st_mode & 0o777 == 0o700
         assert (directory / "id_rsa").stat().st_mode & 0o777 == 0o600
         assert (directory / "id_rsa.pub").read_text().startswith("ssh-rsa ")
-        assert not (directory / "artifacts_id_rsa").exists()
     assert not (tmp / "people" / "alice" / "id_rsa").exists(), "alice gave her own key"
 
 
@@ -101,15 +100,29 @@ def test_people_values_feed_the_chart(helm: Path, proxied: tuple[Path, dict[str,
     assert access == {"person-alice": f"dvc rw {ALICE_KEY}", "person-bob": f"dvc ro {bob_key}"}
 
 
-def test_direct_artifacts_add_a_second_key(helm: Path, tmp_path: Path) -> None:
+def test_direct_artifacts_use_each_person_single_key(helm: Path, tmp_path: Path) -> None:
+    """One key per person, as on the Docker target: no second key pair (an earlier version's is
+    deleted), and the chart gives the person's key the artifact area by role."""
+    stale = tmp_path / "people" / "bob"
+    stale.mkdir(parents=True)
+    for name in ("artifacts_id_rsa", "artifacts_id_rsa.pub"):
+        (stale / name).write_text("from an earlier version\n")
     out = run_people_step(tmp_path, {"mlflow": {"serveArtifacts": False}})
     assert out["direct"] is True
-    second = {
-        name: (tmp_path / "people" / name / "artifacts_id_rsa.pub").read_text().strip()
-        for name in ("alice", "bob", "carol")
+    keys = {"alice": ALICE_KEY} | {
+        name: (tmp_path / "people" / name / "id_rsa.pub").read_text().strip()
+        for name in ("bob", "carol")
     }
-    assert [p["artifactsPublicKey"] for p in out["people"]] == list(second.values())
+    assert out["people"] == [
+        {"name": "alice", "mlflow": "editor", "dvc": "write", "publicKey": keys["alice"]},
+        {"name": "bob", "mlflow": "reader", "dvc": "read", "publicKey": keys["bob"]},
+        {"name": "carol", "mlflow": "admin", "dvc": "none", "publicKey": keys["carol"]},
+    ]
+    assert not list((tmp_path / "people").glob("*/artifacts_id_rsa*"))
     rendered = helm_template(helm, {"people": out["people"], "mlflow": {"serveArtifacts": False}})
     access = rendered.get("ConfigMap", "-sftp-access")["data"]
-    assert access["person-carol"] == f"artifacts rw {second['carol']}"
-    assert access["person-bob"].splitlines()[1] == f"artifacts ro {second['bob']}"
+    assert access == {
+        "person-alice": f"dvc rw {keys['alice']}\nartifacts rw {keys['alice']}",
+        "person-bob": f"dvc ro {keys['bob']}\nartifacts ro {keys['bob']}",
+        "person-carol": f"artifacts rw {keys['carol']}",
+    }

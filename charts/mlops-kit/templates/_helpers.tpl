@@ -251,16 +251,7 @@ seccompProfile:
 {{- if and (ne (default "none" .dvc) "none") (not .publicKey) -}}
 {{- fail (printf "people: %s has dvc %s but no publicKey: add their OpenSSH public key (make deploy generates one) or set dvc: none" .name .dvc) -}}
 {{- end -}}
-{{- if and .publicKey .artifactsPublicKey (eq (include "mlops-kit.keyBody" .publicKey) (include "mlops-kit.keyBody" .artifactsPublicKey)) -}}
-{{- fail (printf "people: %s has the same key as publicKey and artifactsPublicKey; one key reaches one SFTP area, so give two different keys" .name) -}}
 {{- end -}}
-{{- end -}}
-{{- end -}}
-
-{{/* "type base64" of an OpenSSH public key line (without its comment). */}}
-{{- define "mlops-kit.keyBody" -}}
-{{- $parts := splitList " " (trim .) -}}
-{{- printf "%s %s" (index $parts 0) (index $parts 1) -}}
 {{- end -}}
 
 {{/* people.json for MLFLOW_PEOPLE_DIR: the people (and the test reader), name and role. */}}
@@ -291,9 +282,10 @@ seccompProfile:
 {{- end -}}
 
 {{/* The SFTP access list of the people: one ConfigMap key per person, lines
-     "<area> <ro|rw> <key>". A key reaches one area: publicKey the DVC area (by dvc), and with
-     direct artifacts (serveArtifacts false) artifactsPublicKey the artifact area (by role).
-     No person reaches the artifact area when MLflow proxies artifacts. */}}
+     "<area> <ro|rw> <key>", all with the person's publicKey (the image merges a key's lines,
+     each area with its own mode): the DVC area by dvc, and with direct artifacts
+     (serveArtifacts false) the artifact area by role (ro for readers, rw for editors and
+     admins). No person reaches the artifact area when MLflow proxies artifacts. */}}
 {{- define "mlops-kit.sftp.peopleAccess" -}}
 {{- $direct := not .Values.mlflow.serveArtifacts -}}
 {{- $access := dict -}}
@@ -303,8 +295,8 @@ seccompProfile:
 {{- if and (ne $dvc "none") .publicKey -}}
 {{- $lines = append $lines (printf "dvc %s %s" (ternary "rw" "ro" (eq $dvc "write")) (trim .publicKey)) -}}
 {{- end -}}
-{{- if and $direct .artifactsPublicKey -}}
-{{- $lines = append $lines (printf "artifacts %s %s" (ternary "ro" "rw" (eq .mlflow "reader")) (trim .artifactsPublicKey)) -}}
+{{- if and $direct .publicKey -}}
+{{- $lines = append $lines (printf "artifacts %s %s" (ternary "ro" "rw" (eq .mlflow "reader")) (trim .publicKey)) -}}
 {{- end -}}
 {{- if $lines -}}
 {{- $_ := set $access .name (join "\n" $lines) -}}
