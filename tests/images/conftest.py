@@ -182,3 +182,41 @@ def mlflow_server(
     )
     container.wait_healthy()
     return Mlflow(container, values)
+
+
+def start_mlflow_with_people(
+    sandbox: Sandbox,
+    images: ImageSet,
+    sftp: Sftp,
+    tmp: Path,
+    name: str,
+    db_host: str,
+    secrets: Path,
+    people_dir: Path,
+    env: dict[str, str] | None = None,
+) -> Container:
+    """An MLflow server as both targets run it: people and a metrics account (files in
+    ``secrets``: db, admin, flask, metrics), artifacts proxied to ``sftp``."""
+    container = sandbox.run(
+        name,
+        images.ref("mlflow"),
+        env={
+            "MLFLOW_DB_HOST": db_host,
+            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+            "MLFLOW_DB_UPGRADE": "true",
+            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+            "MLFLOW_METRICS_PASSWORD_FILE": "/run/secrets/mlflow/metrics",
+            "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
+            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
+            **(env or {}),
+        },
+        mounts=[
+            f"{secrets}:/run/secrets/mlflow:ro",
+            f"{people_dir}:/run/secrets/people:ro",
+            f"{sftp_client_files(tmp / 'sftp', sftp)}:/etc/mlflow/sftp:ro",
+        ],
+        publish=[5000],
+    )
+    container.wait_healthy()
+    return container

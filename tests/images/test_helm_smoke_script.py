@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.images.conftest import Sftp, sftp_client_files, start_postgres
+from tests.images.conftest import Sftp, sftp_client_files, start_mlflow_with_people, start_postgres
 from tests.support.docker import Container, Sandbox, new_secret, secret_dir
 
 pytestmark = pytest.mark.docker
@@ -59,28 +59,10 @@ def stack(sandbox: Sandbox, images, sftp: Sftp, tmp_path_factory: pytest.TempPat
             f"{READER}.password": passwords[READER],
         },
     )
-    container = sandbox.run(
-        "mlflow-smoke",
-        images.ref("mlflow"),
-        env={
-            "MLFLOW_DB_HOST": "db-smoke",
-            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
-            "MLFLOW_DB_UPGRADE": "true",
-            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
-            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
-            "MLFLOW_METRICS_PASSWORD_FILE": "/run/secrets/mlflow/metrics",
-            "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
-            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
-            "MLFLOW_ALLOWED_HOSTS": "mlflow-smoke",
-        },
-        mounts=[
-            f"{secrets}:/run/secrets/mlflow:ro",
-            f"{people}:/run/secrets/people:ro",
-            f"{sftp_client_files(tmp / 'sftp', sftp)}:/etc/mlflow/sftp:ro",
-        ],
-        publish=[5000],
-    )
-    container.wait_healthy()
+    container = start_mlflow_with_people(
+        sandbox, images, sftp, tmp, "mlflow-smoke", "db-smoke", secrets, people,
+        env={"MLFLOW_ALLOWED_HOSTS": "mlflow-smoke"},
+    )  # fmt: skip
     return Stack(container, passwords)
 
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.images.conftest import Sftp, sftp_client_files, start_postgres
+from tests.images.conftest import Sftp, start_mlflow_with_people, start_postgres
 from tests.support.docker import Container, Sandbox, assert_config_error, new_secret, secret_dir
 
 pytestmark = pytest.mark.docker
@@ -75,27 +75,9 @@ def server(
     people_dir = tmp / "people"
     people_dir.mkdir()
     write_people(people_dir, PEOPLE, passwords)
-    container = sandbox.run(
-        "mlflow-roles",
-        images.ref("mlflow"),
-        env={
-            "MLFLOW_DB_HOST": "db-roles",
-            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
-            "MLFLOW_DB_UPGRADE": "true",
-            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
-            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
-            "MLFLOW_METRICS_PASSWORD_FILE": "/run/secrets/mlflow/metrics",
-            "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
-            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
-        },
-        mounts=[
-            f"{secrets}:/run/secrets/mlflow:ro",
-            f"{people_dir}:/run/secrets/people:ro",
-            f"{sftp_client_files(tmp / 'sftp', sftp)}:/etc/mlflow/sftp:ro",
-        ],
-        publish=[5000],
+    container = start_mlflow_with_people(
+        sandbox, images, sftp, tmp, "mlflow-roles", "db-roles", secrets, people_dir
     )
-    container.wait_healthy()
     return Server(container, people_dir, passwords)
 
 
