@@ -111,14 +111,24 @@ def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFa
     )
     # A file without a final newline, as a Kubernetes ConfigMap value has none.
     (access_dir / "alice").write_text(f"dvc rw {writer.public_line}")
+    return Sftp(
+        start_sftp(sandbox, images, "sftp", access_dir), access_dir, writer, reader, mlflow_key
+    )
+
+
+def start_sftp(
+    sandbox: Sandbox, images: ImageSet, name: str, access: Path, *mounts: str
+) -> Container:
+    """A hardened SFTP container with its own volume and the access list ``access`` (a file
+    or a directory); ``mounts`` adds more (e.g. host keys). Healthy when returned."""
     container = sandbox.run(
-        "sftp",
+        name,
         images.ref("sftp"),
-        mounts=[f"{sandbox.volume('sftp')}:/data", f"{access_dir}:/etc/sftp/access:ro"],
+        mounts=[f"{sandbox.volume(name)}:/data", f"{access}:/etc/sftp/access:ro", *mounts],
         publish=[2222],
     )
     container.wait_healthy()
-    return Sftp(container, access_dir, writer, reader, mlflow_key)
+    return container
 
 
 @dataclass
@@ -184,24 +194,45 @@ def mlflow_server(
     return Mlflow(container, values)
 
 
+@dataclass
+class PeopleServer:
+    container: Container
+    passwords: dict[str, str]  # admin, metrics and the people's
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.container.host_port(5000)}"
+
+
 def start_mlflow_with_people(
     sandbox: Sandbox,
     images: ImageSet,
     sftp: Sftp,
     tmp: Path,
     name: str,
-    db_host: str,
-    secrets: Path,
     people_dir: Path,
+    passwords: dict[str, str],
     env: dict[str, str] | None = None,
-) -> Container:
-    """An MLflow server as both targets run it: people and a metrics account (files in
-    ``secrets``: db, admin, flask, metrics), artifacts proxied to ``sftp``."""
+) -> PeopleServer:
+    """An MLflow server as both targets run it, on a PostgreSQL of its own (``db-<name>``):
+    the people of ``people_dir`` and a metrics account, artifacts proxied to ``sftp``.
+    ``passwords`` gains the generated admin and metrics passwords."""
+    postgres = start_postgres(sandbox, images, tmp, name=f"db-{name}")
+    passwords.update(admin=new_secret(), metrics=new_secret())
+    secrets = secret_dir(
+        tmp / "secrets",
+        {
+            "db": postgres.secrets["app"],
+            "admin": passwords["admin"],
+            "flask": new_secret(),
+            "metrics": passwords["metrics"],
+        },
+    )
     container = sandbox.run(
         name,
         images.ref("mlflow"),
         env={
-            "MLFLOW_DB_HOST": db_host,
+            "MLFLOW_DB_HOST": f"db-{name}",
             "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
             "MLFLOW_DB_UPGRADE": "true",
             "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
@@ -219,4 +250,4 @@ def start_mlflow_with_people(
         publish=[5000],
     )
     container.wait_healthy()
-    return container
+    return PeopleServer(container, passwords)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.images.conftest import Sftp, sftp_client_files, start_mlflow_with_people, start_postgres
+from tests.images.conftest import Sftp, sftp_client_files, start_mlflow_with_people
 from tests.support.docker import Container, Sandbox, new_secret, secret_dir
 
 pytestmark = pytest.mark.docker
@@ -41,17 +41,7 @@ class Stack:
 def stack(sandbox: Sandbox, images, sftp: Sftp, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     """An MLflow server as the chart runs it: people (the test reader) and a metrics account."""
     tmp = tmp_path_factory.mktemp("helm-smoke")
-    postgres = start_postgres(sandbox, images, tmp, name="db-smoke")
-    passwords = {"admin": new_secret(), "metrics": new_secret(), READER: new_secret()}
-    secrets = secret_dir(
-        tmp / "secrets",
-        {
-            "db": postgres.secrets["app"],
-            "admin": passwords["admin"],
-            "flask": new_secret(),
-            "metrics": passwords["metrics"],
-        },
-    )
+    passwords = {READER: new_secret()}
     people = secret_dir(
         tmp / "people",
         {
@@ -59,11 +49,11 @@ def stack(sandbox: Sandbox, images, sftp: Sftp, tmp_path_factory: pytest.TempPat
             f"{READER}.password": passwords[READER],
         },
     )
-    container = start_mlflow_with_people(
-        sandbox, images, sftp, tmp, "mlflow-smoke", "db-smoke", secrets, people,
+    started = start_mlflow_with_people(
+        sandbox, images, sftp, tmp, "mlflow-smoke", people, passwords,
         env={"MLFLOW_ALLOWED_HOSTS": "mlflow-smoke"},
     )  # fmt: skip
-    return Stack(container, passwords)
+    return Stack(started.container, passwords)
 
 
 def run_smoke_script(

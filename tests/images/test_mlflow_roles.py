@@ -19,7 +19,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.images.conftest import Sftp, start_mlflow_with_people, start_postgres
+from tests.images.conftest import Sftp, start_mlflow_with_people
 from tests.support.docker import Container, Sandbox, assert_config_error, new_secret, secret_dir
 
 pytestmark = pytest.mark.docker
@@ -61,23 +61,14 @@ def server(
     sandbox: Sandbox, images, sftp: Sftp, tmp_path_factory: pytest.TempPathFactory
 ) -> Server:
     tmp = tmp_path_factory.mktemp("roles")
-    postgres = start_postgres(sandbox, images, tmp, name="db-roles")
-    passwords = {name: new_secret() for name in (*PEOPLE, "admin", "metrics")}
-    secrets = secret_dir(
-        tmp / "secrets",
-        {
-            "db": postgres.secrets["app"],
-            "admin": passwords["admin"],
-            "flask": new_secret(),
-            "metrics": passwords["metrics"],
-        },
-    )
+    passwords = {name: new_secret() for name in PEOPLE}
     people_dir = tmp / "people"
     people_dir.mkdir()
     write_people(people_dir, PEOPLE, passwords)
-    container = start_mlflow_with_people(
-        sandbox, images, sftp, tmp, "mlflow-roles", "db-roles", secrets, people_dir
+    started = start_mlflow_with_people(
+        sandbox, images, sftp, tmp, "mlflow-roles", people_dir, passwords
     )
+    container = started.container
     return Server(container, people_dir, passwords)
 
 
@@ -270,7 +261,7 @@ def test_bad_people_list_stops_the_server_with_one_line(
     result = sandbox.run_to_exit(
         images.ref("mlflow"),
         env={
-            "MLFLOW_DB_HOST": "db-roles",
+            "MLFLOW_DB_HOST": "db-never-reached",
             "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
             "MLFLOW_DB_WAIT_SECONDS": "5",
             "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",

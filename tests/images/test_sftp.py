@@ -13,7 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.images.conftest import Sftp, write_access_dir
+from tests.images.conftest import Sftp, start_sftp, write_access_dir
 from tests.support.docker import Sandbox, assert_config_error
 from tests.support.keys import generate_keypair, sftp_session
 
@@ -302,17 +302,9 @@ def test_mounted_host_key_is_served(sandbox: Sandbox, images, sftp: Sftp, tmp_pa
     host_keys.mkdir()
     host_key = generate_keypair(host_keys / "ssh_host_ed25519_key", "ed25519")
     host_keys.chmod(0o755)
-    container = sandbox.run(
-        "sftp-mounted-key",
-        images.ref("sftp"),
-        mounts=[
-            f"{sandbox.volume('sftp-mounted-key')}:/data",
-            f"{sftp.access_dir}:/etc/sftp/access:ro",
-            f"{host_keys}:/etc/sftp/host-keys:ro",
-        ],
-        publish=[2222],
+    container = start_sftp(
+        sandbox, images, "sftp-mounted-key", sftp.access_dir, f"{host_keys}:/etc/sftp/host-keys:ro"
     )
-    container.wait_healthy()
     assert served_host_key(container.host_port(2222)) == host_key.public_line.split()[1]
 
 
@@ -355,13 +347,7 @@ def test_a_new_key_file_grants_exactly_its_area(
     """The access list is the only source of rights: a reader of artifacts, added as a file."""
     auditor = generate_keypair(tmp_path / "auditor", "ed25519")
     access = write_access_dir(tmp_path / "access", {"auditor": ("artifacts", "ro", auditor)})
-    container = sandbox.run(
-        "sftp-auditor",
-        images.ref("sftp"),
-        mounts=[f"{sandbox.volume('sftp-auditor')}:/data", f"{access}:/etc/sftp/access:ro"],
-        publish=[2222],
-    )
-    container.wait_healthy()
+    container = start_sftp(sandbox, images, "sftp-auditor", access)
     container.exec("sh", "-c", "echo weights > /data/artifacts/m.bin")
     with sftp_session(container.host_port(2222), "mlops", auditor.private) as session:
         assert session.open("/data/artifacts/m.bin").read() == b"weights\n"
@@ -379,13 +365,7 @@ def test_one_key_reaches_two_areas_each_with_its_own_mode(
     access = tmp_path / "access"
     access.write_text(f"dvc ro {person.public_line}\nartifacts rw {person.public_line}\n")
     access.chmod(0o644)
-    container = sandbox.run(
-        "sftp-two-areas",
-        images.ref("sftp"),
-        mounts=[f"{sandbox.volume('sftp-two-areas')}:/data", f"{access}:/etc/sftp/access:ro"],
-        publish=[2222],
-    )
-    container.wait_healthy()
+    container = start_sftp(sandbox, images, "sftp-two-areas", access)
     container.exec("sh", "-c", "echo data > /data/dvc/d.csv")
     with sftp_session(container.host_port(2222), "mlops", person.private) as session:
         session.putfo(io.BytesIO(b"weights"), "/data/artifacts/m.bin")
