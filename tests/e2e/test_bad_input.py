@@ -123,3 +123,46 @@ def test_missing_environment_directory_is_named():
     assert result.returncode != 0, result.explain()
     assert "deploy/e2e-missing/ does not exist" in result.output, result.explain()
     assert not (REPO_ROOT / "build" / "e2e-missing").exists()
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO0SoGBbMx0hdVJw4HS8qq5ZDJWR2cOVhqUQexg5zP9J"
+
+
+@pytest.mark.parametrize(
+    ("people", "expected"),
+    [
+        pytest.param(
+            [
+                {"name": "alice", "mlflow": "editor", "public_key": KEY + " alice"},
+                {"name": "mallory", "mlflow": "reader", "public_key": KEY + " mallory"},
+            ],
+            "two people give the same public_key",
+            id="shared-key",
+        ),
+        pytest.param(
+            [{"name": "admin", "mlflow": "admin"}], "person admin: name must match", id="admin"
+        ),
+        pytest.param([{"name": "eve", "mlflow": "owner"}], "(got owner)", id="unknown-role"),
+        pytest.param(
+            [{"name": "eve", "mlflow": "reader", "dvc": "root"}], "(got root)", id="unknown-dvc"
+        ),
+        pytest.param(
+            [{"name": "eve", "mlflow": "reader"}, {"name": "eve", "mlflow": "editor"}],
+            "listed more than once: eve",
+            id="twice",
+        ),
+        pytest.param(
+            [{"name": "eve", "mlflow": "reader", "public_key": "ssh-rsa not-a-key; rm -rf /"}],
+            "person eve",
+            id="bad-key",
+        ),
+    ],
+)
+def test_bad_people_fail_before_any_change(config_dir, people, expected):
+    """A people list a hostile or careless editor wrote never reaches a container."""
+    settings = settings_with(config_dir)
+    (config_dir / "people.yml").write_text(yaml.safe_dump({"mlops_people": people}))
+    result = ansible_playbook("deploy.yml", config_dir / "inventory.yml", settings, BAD_ENV)
+    assert result.returncode != 0, result.explain()
+    assert expected in " ".join(result.output.split()), result.explain()
+    assert_nothing_changed(config_dir)
