@@ -22,6 +22,8 @@ from tests.e2e.e2e_support import REPO_ROOT, Result, run
 
 KUBECONFIG = REPO_ROOT / "build" / "cluster" / "kubeconfig"
 KEEP_DIR = REPO_ROOT / "build" / "test-cluster"
+# The editor with DVC write access of deploy/cluster*/people.yml (the smoke suite's person too).
+PERSON = "alice"
 
 
 @dataclass
@@ -60,8 +62,12 @@ class Env:
              "--namespace", self.namespace, *args]
         )  # fmt: skip
 
-    def connection(self) -> dict[str, str]:
-        return parse_connection_env((self.build_dir / "connection.env").read_text())
+    def connection_file(self, person: str = PERSON) -> Path:
+        return self.build_dir / "people" / person / "connection.env"
+
+    def connection(self, person: str = PERSON) -> dict[str, str]:
+        """A person's connection.env (deploy/<env>/people.yml), as a data scientist gets it."""
+        return parse_connection_env(self.connection_file(person).read_text())
 
     def tracking_uri(self) -> str:
         return self.connection()["MLFLOW_TRACKING_URI"]
