@@ -64,7 +64,14 @@ def test_a_changed_default_reaches_both_targets() -> None:
         for path, (now, new) in contract_module.generated_files(changed).items()
         if now != new
     }
-    assert {"README.md", "entrypoint.py", "main.yml", "values.yaml", "kubernetes.md"} <= stale
+    assert {
+        "README.md",
+        "entrypoint.py",
+        "main.yml",
+        "values.yaml",
+        "kubernetes.md",
+        "docker.md",
+    } <= stale
 
 
 @pytest.mark.parametrize(
