@@ -454,7 +454,12 @@ def render_docker_vars(contract: Contract, text: str) -> str:
         lines.append(
             f"  {name}: {{min: {limit['min']}, max: {limit['max']}, contract: {limit['contract']}}}"
         )
-    return replace_block(text, "limits", "\n".join(lines), ("# ", ""), "mlops_docker/vars/main.yml")
+    lines.append("# Ports inside the containers (the images' ports).")
+    for name, image in contract.images.items():
+        lines.append(f"mlops_docker_{name}_internal_port: {image.port}")
+    return replace_block(
+        text, "contract values", "\n".join(lines), ("# ", ""), "mlops_docker/vars/main.yml"
+    )
 
 
 def render_chart_values(contract: Contract, text: str) -> str:
