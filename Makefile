@@ -34,8 +34,13 @@ lock: ## Re-resolve requirements/*.in and images/mlflow/requirements.in into loc
 images: $(VENV_STAMP) ## Build the three service images (no registry needed)
 	$(PY) -m mlopskit images
 
+.PHONY: generate
+generate: $(VENV_STAMP) ## Write the tables, defaults and limits generated from images/contract.yaml
+	$(PY) -m mlopskit generate
+
 .PHONY: lint
-lint: $(VENV_STAMP) ## ruff, shellcheck and yamllint
+lint: $(VENV_STAMP) ## ruff, shellcheck, yamllint and a check that generated files are fresh
+	$(PY) -m mlopskit generate --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	git ls-files -z --cached --others --exclude-standard '*.sh' '.ci/run' | xargs -0 -r $(BIN)/shellcheck -x

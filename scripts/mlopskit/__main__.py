@@ -56,6 +56,12 @@ def _restore(args: argparse.Namespace) -> None:
     restore_command(args.env, args.source)
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from .contract import generate
+
+    generate(check=args.check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlopskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("env")
     restore.add_argument("source", nargs="?", default="", help="a backup directory")
     restore.set_defaults(func=_restore)
+    generate = sub.add_parser(
+        "generate", help="write the files generated from images/contract.yaml"
+    )
+    generate.add_argument(
+        "--check", action="store_true", help="change nothing; fail if a generated file is stale"
+    )
+    generate.set_defaults(func=_generate)
     add_docker_commands(sub)
     return parser
 

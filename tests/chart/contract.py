@@ -1,15 +1,14 @@
-"""The images' contract, parsed from images/README.md (the one place it is written)."""
+"""The images' contract as the chart tests use it: read from images/contract.yaml through
+mlopskit.contract (no Markdown parsing), keyed by the chart's component names."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "images" / "README.md"
-# Section titles of images/README.md -> chart component names.
-SECTIONS = {"PostgreSQL": "postgresql", "SFTP": "sftp", "MLflow": "mlflow"}
-ROW = re.compile(r"^\|\s*`(?P<name>[^`]+)`\s*\|(?P<rest>.*)\|\s*$")
+from mlopskit.contract import load_contract
+
+# Chart component names -> image names of images/contract.yaml.
+COMPONENTS = {"postgresql": "postgres", "sftp": "sftp", "mlflow": "mlflow"}
 
 
 @dataclass
@@ -29,32 +28,14 @@ class ImageContract:
         return names
 
 
-def parse_contract(text: str | None = None) -> dict[str, ImageContract]:
-    text = README.read_text() if text is None else text
-    contracts = {component: ImageContract() for component in SECTIONS.values()}
-    section = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            title = line[3:].split("(")[0].strip()
-            section = SECTIONS.get(title)
-            continue
-        if (
-            line.startswith("| PostgreSQL |")
-            or line.startswith("| SFTP |")
-            or line.startswith("| MLflow |")
-        ):
-            cells = [c.strip(" `") for c in line.strip("|").split("|")]
-            contract = contracts[SECTIONS[cells[0]]]
-            contract.port = int(cells[2].split("/")[0])
-            contract.volume = "" if cells[3] == "none" else cells[3]
-            continue
-        match = ROW.match(line)
-        if section is None or match is None:
-            continue
-        name, cells = match["name"], [c.strip() for c in match["rest"].split("|")]
-        if name.startswith("/"):
-            contracts[section].paths[name] = cells[0]
-        elif re.fullmatch(r"[A-Z][A-Z0-9_]+", name):
-            # Columns: default | secret | meaning. "mounted secret" paths are files, not values.
-            contracts[section].variables[name] = cells[1] == "yes"
-    return contracts
+def parse_contract() -> dict[str, ImageContract]:
+    images = load_contract().images
+    return {
+        component: ImageContract(
+            variables={s.name: s.is_secret for s in images[image].settings},
+            paths={p["path"]: p["kind"] for p in images[image].paths},
+            port=images[image].port,
+            volume=images[image].volume,
+        )
+        for component, image in COMPONENTS.items()
+    }

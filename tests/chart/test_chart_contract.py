@@ -1,8 +1,12 @@
-"""The rendered pods fill the images' contract (images/README.md) and nothing else."""
+"""The rendered pods fill the images' contract (images/contract.yaml) and nothing else."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ def component_containers(rendered: Rendered) -> list[tuple[str, dict[str, Any], 
 
 
 def test_the_contract_parses() -> None:
-    """Guards the parser: a reshaped images/README.md fails here instead of passing vacuously."""
+    """Guards the reader: a reshaped contract fails here instead of passing vacuously."""
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_PASSWORD"] is True
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_HOST"] is False
     assert CONTRACT["postgresql"].variables["POSTGRES_APP_PASSWORD"] is True
@@ -57,7 +61,7 @@ def test_env_names_are_in_the_contract(case: Rendered) -> None:
     for component, container, _ in component_containers(case):
         unknown = env_names(container) - CONTRACT[component].allowed_env()
         assert not unknown, (
-            f"{container['name']} sets {unknown}, which images/README.md does not know"
+            f"{container['name']} sets {unknown}, which images/contract.yaml does not know"
         )
 
 
@@ -218,6 +222,17 @@ def test_allowed_hosts_cover_the_service_and_the_exposed_hosts(
 DOCKER_ROLE = REPO_ROOT / "ansible" / "roles" / "mlops_docker"
 
 
+def docker_service_env() -> dict[str, dict[str, str]]:
+    """The env mappings (unrendered) of the Docker role's PostgreSQL and SFTP containers."""
+    found: dict[str, dict[str, str]] = {}
+    keys = {"postgres": "postgresql", "sftp": "sftp"}
+    for task in yaml.safe_load((DOCKER_ROLE / "tasks" / "containers.yml").read_text()):
+        service = (task.get("vars") or {}).get("mlops_docker_service") or {}
+        if service.get("key") in keys and isinstance(service.get("env"), dict):
+            found[keys[service["key"]]] = service["env"]
+    return found
+
+
 def docker_target_env() -> dict[str, set[str]]:
     """Env names the Docker target's role sets, per image (read from its YAML, not run)."""
     role_vars = yaml.safe_load((DOCKER_ROLE / "vars" / "main.yml").read_text())
@@ -225,11 +240,8 @@ def docker_target_env() -> dict[str, set[str]]:
     for mode in role_vars["mlops_docker_mlflow_env_artifacts"].values():
         mlflow |= set(mode)
     found = {"mlflow": mlflow, "postgresql": set(), "sftp": set()}
-    keys = {"postgres": "postgresql", "sftp": "sftp"}
-    for task in yaml.safe_load((DOCKER_ROLE / "tasks" / "containers.yml").read_text()):
-        service = (task.get("vars") or {}).get("mlops_docker_service") or {}
-        if service.get("key") in keys and isinstance(service.get("env"), dict):
-            found[keys[service["key"]]] |= set(service["env"])
+    for component, env in docker_service_env().items():
+        found[component] |= set(env)
     return found
 
 
@@ -266,3 +278,116 @@ def test_no_drift_from_the_docker_target(
 def test_the_drift_check_sees_a_missing_setting(tmp_path: Path) -> None:
     contract = ImageContract(variables={"A": False, "B": True})
     assert contract.allowed_env() == {"A", "B", "B_FILE"}
+
+
+# ---------- the two targets render the same effective configuration ----------
+
+# What the Docker role makes of its defaults, rendered by Ansible itself (no deploy).
+DOCKER_RENDER_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_vars: {file: "%(role)s/defaults/main.yml"}
+    - ansible.builtin.include_vars: {file: "%(role)s/vars/main.yml"}
+    - ansible.builtin.copy:
+        dest: "{{ out }}"
+        mode: "0600"
+        content: >-
+          {{ {'env': {'mlflow': mlops_docker_mlflow_env, 'postgresql': services.postgresql,
+                      'sftp': services.sftp},
+              'uid': mlops_docker_uid | int, 'tmp': mlops_docker_mlflow_tmp_size,
+              'memory': {'mlflow': mlops_docker_mlflow_memory,
+                         'postgresql': mlops_docker_postgres_memory,
+                         'sftp': mlops_docker_sftp_memory}} | to_json }}
+"""
+# Settings whose values name where things are on each target (hosts, mounts, URIs).
+TARGET_SPECIFIC = {
+    "MLFLOW_DB_HOST", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_ARTIFACTS_DESTINATION",
+    "MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_PEOPLE_DIR", "MLFLOW_SFTP_PRIVATE_KEY_FILE",
+    "MLFLOW_SFTP_KNOWN_HOSTS_FILE", "SFTP_ACCESS", "SFTP_HOST_KEYS_DIR",
+}  # fmt: skip
+
+
+def mebibytes(size: str) -> int:
+    """'1g', '1Gi', '512m', '512Mi' -> MiB."""
+    number, unit = re.fullmatch(r"(\d+)([kmgKMG]i?)", size).groups()  # type: ignore[union-attr]
+    return int(number) * {"k": 1 / 1024, "m": 1, "g": 1024}[unit[0].lower()]
+
+
+@pytest.fixture(scope="module")
+def docker_effective(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("docker-render")
+    (tmp / "play.yml").write_text(DOCKER_RENDER_PLAY % {"role": DOCKER_ROLE})
+    extra = {
+        "mlops_env": "unit", "out": str(tmp / "out.json"), "services": docker_service_env(),
+        "ansible_python_interpreter": sys.executable, "playbook_dir": str(REPO_ROOT / "ansible"),
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         str(tmp / "play.yml"), "-e", json.dumps(extra)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return json.loads((tmp / "out.json").read_text())
+
+
+def chart_effective(rendered: Rendered) -> dict[str, Any]:
+    found: dict[str, Any] = {"env": {}, "memory": {}, "uid": set()}
+    for component, container, spec in component_containers(rendered):
+        if container["name"] == "migrate":
+            continue
+        found["env"][component] = env_map(container)
+        found["memory"][component] = container["resources"]["limits"]["memory"]
+        found["uid"].add(spec["securityContext"]["runAsUser"])
+        if component == "mlflow":
+            tmp = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/tmp"]
+            found["tmp"] = next(v for v in spec["volumes"] if v["name"] == tmp)["emptyDir"]
+    return found
+
+
+def compare_targets(docker: dict[str, Any], chart: dict[str, Any]) -> list[str]:
+    """The differences between the two targets' effective configurations, one line each."""
+    differences = []
+    for component, docker_env in docker["env"].items():
+        chart_env = chart["env"][component]
+        for name in sorted(set(docker_env) & set(chart_env) - TARGET_SPECIFIC):
+            if not name.endswith("_FILE") and docker_env[name] != chart_env[name]:
+                differences.append(
+                    f"{name}: docker {docker_env[name]!r}, chart {chart_env[name]!r}"
+                )
+    for name, value in docker["memory"].items():
+        if mebibytes(value) != mebibytes(chart["memory"][name]):
+            differences.append(f"{name} memory: docker {value}, chart {chart['memory'][name]}")
+    if chart["uid"] != {docker["uid"]}:
+        differences.append(f"UID: docker {docker['uid']}, chart {chart['uid']}")
+    if mebibytes(docker["tmp"]) != mebibytes(chart["tmp"]["sizeLimit"]):
+        differences.append(
+            f"MLflow /tmp: docker {docker['tmp']}, chart {chart['tmp']['sizeLimit']}"
+        )
+    return differences
+
+
+def test_both_targets_render_the_same_configuration(
+    docker_effective: dict[str, Any], matrix_renders: dict[str, Rendered]
+) -> None:
+    """Same settings (the defaults), same effective configuration: env values, UID, memory, /tmp."""
+    chart = chart_effective(matrix_renders["defaults"])
+    shared = set(docker_effective["env"]["mlflow"]) & set(chart["env"]["mlflow"]) - TARGET_SPECIFIC
+    assert {"MLFLOW_AUTH_CACHE_TTL_SECONDS", "MLFLOW_WORKERS", "MLFLOW_PORT"} <= shared
+    assert compare_targets(docker_effective, chart) == []
+
+
+def test_the_comparison_sees_a_different_setting(
+    docker_effective: dict[str, Any], matrix_renders: dict[str, Rendered]
+) -> None:
+    chart = chart_effective(matrix_renders["defaults"])
+    docker = json.loads(json.dumps(docker_effective))
+    docker["env"]["mlflow"]["MLFLOW_AUTH_CACHE_TTL_SECONDS"] = "61"
+    docker["memory"]["postgresql"] = "512m"
+    docker["uid"] = 1000
+    assert compare_targets(docker, chart) == [
+        "MLFLOW_AUTH_CACHE_TTL_SECONDS: docker '61', chart '60'",
+        "postgresql memory: docker 512m, chart 1Gi",
+        "UID: docker 1000, chart {10001}",
+    ]

@@ -10,6 +10,7 @@ from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_templat
 from conftest import ED25519_PUBLIC
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from mlopskit.contract import load_contract
 
 
 def mlflow_env(rendered: Rendered) -> dict[str, str]:
@@ -163,7 +164,8 @@ def test_openshift_mode_is_detected(matrix_renders: dict[str, Rendered]) -> None
         assert "runAsUser" not in spec["securityContext"]
         assert "fsGroup" not in spec["securityContext"]
     for _, spec in pod_specs(plain):
-        assert spec["securityContext"]["runAsUser"] == 1000
+        # The profile's UID, the same as the Docker target's.
+        assert spec["securityContext"]["runAsUser"] == load_contract().profile["uid"].default
         assert spec["securityContext"]["fsGroup"] == 0
 
 

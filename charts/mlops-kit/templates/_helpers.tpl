@@ -487,7 +487,7 @@ autoscaling/v2beta2
 - name: tmp
   emptyDir:
     medium: Memory
-    sizeLimit: 256Mi
+    sizeLimit: {{ .Values.mlflow.tmpSize }}
 - name: db-password
   secret:
     secretName: {{ include "mlops-kit.db.secretName" . }}

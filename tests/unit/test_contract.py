@@ -1,0 +1,254 @@
+"""images/contract.yaml: it parses strictly, the files generated from it are fresh, the images'
+entrypoints read exactly its settings, and the Docker role enforces its limits."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlopskit import contract as contract_module
+from mlopskit.contract import (
+    CONTRACT_FILE,
+    GENERATED,
+    ContractError,
+    load_contract,
+    parse_contract,
+    set_yaml_value,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = load_contract()
+RAW = yaml.safe_load(CONTRACT_FILE.read_text())
+IMAGES = REPO_ROOT / "images"
+# Names the shell entrypoints mention that are not settings (an error message's hint).
+NOT_SETTINGS = {"POSTGRES_MAJOR"}
+ENV_READERS = {"_int", "_truthy", "_text", "read_secret", "require_secret", "get", "setdefault"}
+
+
+def test_every_generated_file_is_fresh() -> None:
+    stale = [
+        str(path.relative_to(REPO_ROOT))
+        for path, (now, new) in contract_module.generated_files(CONTRACT).items()
+        if now != new
+    ]
+    assert not stale, f"{stale} differ from images/contract.yaml: run `make generate`"
+
+
+def test_generating_twice_changes_nothing() -> None:
+    for path, render in GENERATED.items():
+        once = render(CONTRACT, path.read_text())
+        assert render(CONTRACT, once) == once, path
+
+
+def test_a_changed_default_reaches_both_targets() -> None:
+    """The freshness check is not vacuous: a new TTL default makes every target stale."""
+    raw = copy.deepcopy(RAW)
+    ttl = next(
+        s
+        for s in raw["images"]["mlflow"]["settings"]
+        if s["name"] == "MLFLOW_AUTH_CACHE_TTL_SECONDS"
+    )
+    ttl["default"] = 61
+    changed = parse_contract(raw)
+    stale = {
+        path.name
+        for path, (now, new) in contract_module.generated_files(changed).items()
+        if now != new
+    }
+    assert {
+        "README.md",
+        "entrypoint.py",
+        "main.yml",
+        "values.yaml",
+        "kubernetes.md",
+        "docker.md",
+    } <= stale
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda r: r["images"]["sftp"]["settings"][0].update(defualt="x"),
+            "unknown key(s) defualt",
+        ),
+        (lambda r: r["images"]["sftp"]["settings"][0].update(type="text"), "SFTP_USERNAME).type"),
+        (
+            lambda r: r["images"]["mlflow"]["settings"][0].update(group="misc"),
+            "MLFLOW_DB_HOST).group",
+        ),
+        (lambda r: r["profile"]["uid"].update(value=0), "profile.uid: default 0 is below min 1"),
+        (lambda r: r["profile"].update(extra={"value": 1}), "profile.extra: missing key(s)"),
+        (
+            lambda r: r["images"]["sftp"]["settings"][-1].update(default="LOUD"),
+            "SFTP_LOG_LEVEL): default 'LOUD' is not one of values",
+        ),
+        (
+            lambda r: r["images"]["sftp"]["settings"].append(r["images"]["sftp"]["settings"][0]),
+            "settings listed twice: SFTP_USERNAME",
+        ),
+    ],
+)
+def test_a_bad_contract_names_the_key(edit: Any, message: str) -> None:
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    with pytest.raises(ContractError, match=re.escape(message)):
+        parse_contract(raw)
+
+
+def test_yaml_values_are_set_in_place_and_keep_comments() -> None:
+    text = "a:\n  # -- note\n  b: 1  # why\n  c: {d: 2Gi, e: x}\nb: 3\n"
+    assert (
+        set_yaml_value(text, "a.b", 5, "t")
+        == "a:\n  # -- note\n  b: 5  # why\n  c: {d: 2Gi, e: x}\nb: 3\n"
+    )
+    assert set_yaml_value(text, "a.c.d", "1Gi", "t").endswith("c: {d: 1Gi, e: x}\nb: 3\n")
+    assert set_yaml_value(text, "b", 3, "t") == text
+    with pytest.raises(ContractError, match=r"no key a\.x"):
+        set_yaml_value(text, "a.x", 1, "t")
+
+
+# ---------- the images read exactly the contract ----------
+
+
+def mlflow_entrypoint_reads() -> set[str]:
+    """Names the MLflow entrypoint reads from its environment (from its syntax tree)."""
+    tree = ast.parse((IMAGES / "mlflow" / "entrypoint.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        for arg in node.args[:2]:
+            if (
+                called in ENV_READERS
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and re.fullmatch(r"MLFLOW_[A-Z_]+", arg.value)
+            ):
+                names.add(arg.value)
+    return names
+
+
+def shell_entrypoint(image: str) -> str:
+    return (IMAGES / image / "entrypoint.sh").read_text()
+
+
+def test_the_mlflow_entrypoint_reads_exactly_the_contract() -> None:
+    found = mlflow_entrypoint_reads()
+    contract = {s.name for s in CONTRACT.images["mlflow"].settings}
+    assert len(found) > 20, f"the syntax-tree walk found only {found}"
+    assert found - contract == set(), "read by the entrypoint, missing from images/contract.yaml"
+    assert contract - found == set(), "in images/contract.yaml, never read by the entrypoint"
+
+
+@pytest.mark.parametrize(("image", "prefix"), [("postgres", "POSTGRES_"), ("sftp", "SFTP_")])
+def test_the_shell_entrypoints_read_exactly_the_contract(image: str, prefix: str) -> None:
+    found = set(re.findall(rf"\b{prefix}[A-Z_]+\b", shell_entrypoint(image))) - NOT_SETTINGS
+    contract = {s.name for s in CONTRACT.images[image].settings}
+    assert found - contract == set(), "read by the entrypoint, missing from images/contract.yaml"
+    assert contract - found == set(), "in images/contract.yaml, never read by the entrypoint"
+
+
+@pytest.mark.parametrize("image", ["postgres", "sftp"])
+def test_the_shell_entrypoints_defaults_are_the_contracts(image: str) -> None:
+    defaults = dict(re.findall(r'"\$\{([A-Z_]+):?=([^}]*)\}"', shell_entrypoint(image)))
+    assert len(defaults) >= 4, defaults
+    for setting in CONTRACT.images[image].settings:
+        if setting.default is not None:
+            assert defaults.get(setting.name) == str(setting.default), setting.name
+
+
+def test_the_mlflow_entrypoint_enforces_the_contract_ranges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "ep_contract", IMAGES / "mlflow" / "entrypoint.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    for setting in CONTRACT.images["mlflow"].settings:
+        if setting.type == "int":
+            assert module._int({}, setting.name) == setting.default
+            assert module._int({setting.name: str(setting.max)}, setting.name) == setting.max
+            for bad in (setting.min - 1, setting.max + 1):
+                with pytest.raises(
+                    module.ConfigError, match=f"between {setting.min} and {setting.max}"
+                ):
+                    module._int({setting.name: str(bad)}, setting.name)
+        elif setting.type == "bool":
+            assert module._truthy({}, setting.name) is setting.default
+        elif setting.type == "enum":
+            assert setting.values == module.AUTH_PERMISSIONS
+
+
+# ---------- the Docker role ----------
+
+DOCKER_ROLE = REPO_ROOT / "ansible" / "roles" / "mlops_docker"
+
+
+def test_docker_role_defaults_are_the_contracts() -> None:
+    defaults = yaml.safe_load((DOCKER_ROLE / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((DOCKER_ROLE / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    checked = 0
+    for knob in CONTRACT.knobs():
+        if knob.docker:
+            assert defaults[knob.docker] == CONTRACT.target_default(knob, "docker"), knob.docker
+            if knob.values:
+                assert options[knob.docker]["choices"] == list(knob.values), knob.docker
+            checked += 1
+    assert checked >= 10
+
+
+def run_docker_validation(
+    tmp_path: Path, settings: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role:\n        name: mlops_docker\n"
+        "        tasks_from: validate.yml\n"
+    )
+    extra = {"mlops_env": "unit", "ansible_python_interpreter": sys.executable, **settings}
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         str(play), "-e", json.dumps(extra)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "ansible" / "roles"),
+             "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ttl", [-1, 86401])
+def test_docker_role_refuses_a_ttl_outside_the_contract(tmp_path: Path, ttl: int) -> None:
+    result = run_docker_validation(tmp_path, {"mlops_docker_auth_cache_ttl_seconds": ttl})
+    assert result.returncode != 0
+    assert (
+        f"mlops_docker_auth_cache_ttl_seconds={ttl} is outside the range 0..86400 "
+        "(MLFLOW_AUTH_CACHE_TTL_SECONDS in images/contract.yaml); set "
+        "mlops_docker_auth_cache_ttl_seconds to a whole number from 0 to 86400"
+    ) in result.stdout
+    # The range check comes before the first task that looks at the host.
+    assert "Gather the facts" not in result.stdout
+
+
+def test_docker_role_range_check_passes_the_defaults(tmp_path: Path) -> None:
+    result = run_docker_validation(tmp_path, {"mlops_docker_auth_cache_ttl_seconds": 86400})
+    assert "Check the ranges of the settings" in result.stdout
+    assert "is outside the range" not in result.stdout
