@@ -55,6 +55,6 @@ test-images: images ## Run each image hardened under a random UID, against real 
 	$(BIN)/pytest tests/images
 
 .PHONY: test
-test: lint test-unit test-images test-chart test-e2e ## Everything CI runs
+test: lint test-unit cluster-prebuild test-images test-chart test-e2e test-cluster ## Everything CI runs
 
 include $(sort $(wildcard mk/*.mk))
