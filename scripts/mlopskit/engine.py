@@ -6,6 +6,7 @@ background ``dockerd``; anywhere else we stop and say what to install.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -35,6 +36,19 @@ def docker_answers() -> bool:
 
 # Another installer (unattended-upgrades, a second build) may hold dpkg's lock: wait for it.
 APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=900"]
+# Our own apt calls may run at once (`make test` builds the cluster binaries in the background
+# while `make images` installs the engine); apt-get update does not wait for the package lists'
+# lock, so they take turns on this one.
+APT_TURNS = Path("/run/lock/mlops-kit-apt.lock")
+
+
+def apt_get(*args: str, cwd: Path | None = None) -> None:
+    """apt-get ARGS as root, one of our apt calls at a time, waiting for dpkg's lock."""
+    APT_TURNS.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with APT_TURNS.open("w") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        run(["apt-get", *APT_LOCK_WAIT, *args], env=env, cwd=cwd)
 
 
 def apt_install(*packages: str, recommends: bool = True) -> None:
@@ -44,10 +58,9 @@ def apt_install(*packages: str, recommends: bool = True) -> None:
             f"{', '.join(packages)} missing: install it (Debian/Ubuntu: apt-get install "
             f"{' '.join(packages)}) or run as root on Debian/Ubuntu"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", *APT_LOCK_WAIT, "update", "-qq"], env=env)
+    apt_get("update", "-qq")
     extra = [] if recommends else ["--no-install-recommends"]
-    run(["apt-get", *APT_LOCK_WAIT, "install", "-y", "-qq", *extra, *packages], env=env)
+    apt_get("install", "-y", "-qq", *extra, *packages)
 
 
 def _start_daemon() -> None:

@@ -87,3 +87,30 @@ def test_the_environment_s_image_prefix_wins_over_versions_env(
     monkeypatch.setenv("IMAGE_PREFIX", "mine")
     assert image_set().ref("postgres").startswith("mine/postgres:")
     assert image_set("explicit").ref("sftp").startswith("explicit/sftp:")
+
+
+def test_our_apt_calls_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background cluster build and the engine install must not run apt-get at once."""
+    import threading
+    import time
+
+    from mlopskit import engine
+
+    monkeypatch.setattr(engine, "APT_TURNS", tmp_path / "apt.lock")
+    running: list[tuple[str, ...]] = []
+    overlapped: list[tuple[str, ...]] = []
+
+    def fake_run(args: list[str], **_: object) -> None:
+        running.append(tuple(args))
+        if len(running) > 1:
+            overlapped.append(tuple(args))
+        time.sleep(0.05)
+        running.pop()
+
+    monkeypatch.setattr(engine, "run", fake_run)
+    calls = [threading.Thread(target=engine.apt_get, args=("update",)) for _ in range(4)]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join()
+    assert overlapped == []

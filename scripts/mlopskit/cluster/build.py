@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import apt_get, apt_install
 from ..shell import CommandError, log, run
 from . import config
 
@@ -128,7 +129,7 @@ def enable_sources() -> None:
             twin.write_text("".join(f"deb-src {ln[4:]}\n" for ln in lines))
             added = True
     if added or not _has_source():
-        run(["apt-get", "update", "-qq"])
+        apt_get("update", "-qq")
 
 
 def _has_source() -> bool:
@@ -173,7 +174,7 @@ def apply_patches(tree: Path) -> None:
 def _build_tree(work: Path, out: Path) -> None:
     src_dir = work / "src"
     src_dir.mkdir(parents=True)
-    run(["apt-get", "source", "--download-only", SOURCE_PACKAGE], cwd=src_dir)
+    apt_get("source", "--download-only", SOURCE_PACKAGE, cwd=src_dir)
     dsc = next(src_dir.glob("*.dsc"))
     tree = work / "kubernetes"
     run(["dpkg-source", "-x", str(dsc), str(tree)])
@@ -211,8 +212,6 @@ def _build_tree(work: Path, out: Path) -> None:
 
 def cached_build() -> Path:
     """Return ``CACHE_ROOT/<hash>`` holding ``bin/``, building it first when missing."""
-    from ..engine import apt_install
-
     missing = [p for p in BUILD_PACKAGES if not _dpkg_version(p)]
     if missing:
         apt_install(*missing)
