@@ -686,3 +686,40 @@ envFrom:
   {{- include "mlops-kit.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* ---------- Checksum annotations: a rotated Secret or changed ConfigMap rolls every consumer ---------- */}}
+
+{{/* What checksum/secrets hashes: the names of the Secrets a pod mounts and their data as the
+     cluster holds it now (`lookup`; nothing under `helm template`, so GitOps renders stay
+     stable). Rotating a Secret, yours or the chart's (delete a key), and upgrading restarts
+     every pod that reads it; the upgrade after a value was generated restarts them once more.
+     include "mlops-kit.checksum.secrets" (dict "ctx" $ "names" (list ...)) */}}
+{{- define "mlops-kit.checksum.secrets" -}}
+{{- $ctx := .ctx -}}
+{{- range .names -}}
+{{- $live := lookup "v1" "Secret" $ctx.Release.Namespace . -}}
+{{ . }}={{ (get ($live | default dict) "data") | default dict | toJson }};
+{{- end -}}
+{{- end -}}
+
+{{/* The Secrets each component mounts (the people Secret has its own checksum/people). */}}
+{{- define "mlops-kit.mlflow.secretNames" -}}
+{{- $names := list (include "mlops-kit.db.secretName" .) (include "mlops-kit.sftpClientKey.secretName" .) -}}
+{{- if .Values.mlflow.auth.enabled }}{{ $names = append $names (include "mlops-kit.mlflow.authSecretName" .) }}{{ end -}}
+{{- if include "mlops-kit.metrics.account" . }}{{ $names = append $names (include "mlops-kit.metrics.secretName" .) }}{{ end -}}
+{{- if .Values.sftp.enabled }}{{ $names = append $names (include "mlops-kit.sftp.hostKeysSecretName" .) }}{{ end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{- define "mlops-kit.sftp.secretNames" -}}
+{{- $names := list (include "mlops-kit.sftpClientKey.secretName" .) (include "mlops-kit.sftp.hostKeysSecretName" .) -}}
+{{- if .Values.tests.accounts }}{{ $names = append $names (include "mlops-kit.tests.secretName" .) }}{{ end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* What checksum/config hashes: the ConfigMaps the chart renders for a pod (the scripts, and
+     for MLflow with an external SFTP its known_hosts). */}}
+{{- define "mlops-kit.checksum.scripts" -}}
+{{- .Files.Get "files/public-keys.sh" -}}
+{{- .Files.Get "files/smoke_test.py" -}}
+{{- end -}}
