@@ -20,6 +20,8 @@ POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
 # Kinds that are not in Kubernetes' own schemas (CRDs of OpenShift and prometheus-operator).
 CRD_KINDS = {"Route", "ServiceMonitor"}
 OPENSHIFT_API = ["--api-versions", "route.openshift.io/v1"]
+# The Prometheus Operator's API: a ServiceMonitor renders only where the cluster serves it.
+MONITORING_API = ["--api-versions", "monitoring.coreos.com/v1"]
 
 
 class RenderError(Exception):

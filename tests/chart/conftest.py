@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import OPENSHIFT_API, Rendered, helm_template
+from chartlib import MONITORING_API, OPENSHIFT_API, Rendered, helm_template
 from mlopskit.k8s_tools import find_tool
 
 # A syntactically valid public key (public material; it authorizes nothing anywhere).
@@ -38,7 +38,7 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
     "defaults": ({}, []),
     "people": (
         {"people": PEOPLE, "mlflow": {"metrics": {"serviceMonitor": {"enabled": True}}}},
-        [],
+        MONITORING_API,
     ),
     "openshift": ({"mlflow": {"route": {"host": "mlflow.apps.example.com"}}}, OPENSHIFT_API),
     "external-db": (
@@ -93,7 +93,7 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
             "networkPolicy": {"sftpClientCIDRs": ["10.20.0.0/16"]},
             "sftp": {"service": {"type": "LoadBalancer"}},
         },
-        [],
+        MONITORING_API,
     ),
 }
 

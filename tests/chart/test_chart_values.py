@@ -217,6 +217,15 @@ BAD_VALUES = [
     ({"sftp": {"enabled": False}, "externalSftp": {"host": "files"}}, "/externalSftp/knownHosts"),
     ({"mlflow": {"ingress": {"enabled": True}}}, "/mlflow/ingress/host"),
     ({"externalSftp": {"artifactsPath": "relative/path"}}, "/externalSftp/artifactsPath"),
+    # The extension points keep their Kubernetes shapes (test_chart_extensions.py).
+    ({"mlflow": {"extraEnv": [{"value": "x"}]}}, "/mlflow/extraEnv/0"),
+    ({"postgresql": {"extraEnv": [{"name": "A", "valeu": "x"}]}}, "/postgresql/extraEnv/0"),
+    ({"sftp": {"extraVolumeMounts": [{"name": "a"}]}}, "/sftp/extraVolumeMounts/0"),
+    ({"mlflow": {"extraContainers": [{"image": "busybox"}]}}, "/mlflow/extraContainers/0"),
+    ({"sftp": {"extraInitContainers": {"name": "a"}}}, "/sftp/extraInitContainers"),
+    ({"postgresql": {"extraVolumes": [{"name": "Bad_Name"}]}}, "/postgresql/extraVolumes/0"),
+    ({"extraObjects": [3]}, "/extraObjects/0"),
+    ({"mlflow": {"extraEnvFrom": [{"secret": {"name": "a"}}]}}, "/mlflow/extraEnvFrom/0"),
 ]
 
 

@@ -588,3 +588,138 @@ autoscaling/v2beta2
       mountPath: /opt/mlops-kit/scripts
       readOnly: true
 {{- end -}}
+
+{{/* ---------- Extension points (extraEnv, extraVolumes, extraContainers, ...) ---------- */}}
+
+{{/* A value rendered with tpl, so extra* and extraObjects may use templates:
+     include "mlops-kit.tplvalues" (dict "value" .Values.mlflow.extraEnv "ctx" $) */}}
+{{- define "mlops-kit.tplvalues" -}}
+{{- if kindIs "string" .value -}}
+{{- tpl .value .ctx -}}
+{{- else -}}
+{{- tpl (toYaml .value) .ctx -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A container's env: the contract's variables (YAML list in .env), then the component's
+     extraEnv. A name in extraEnv replaces the chart's variable of that name (the user wins, as
+     in Bitnami's charts; NOTES warns), so the list never holds a name twice.
+     include "mlops-kit.env" (dict "ctx" $ "env" (include ...) "extra" .Values.mlflow.extraEnv) */}}
+{{- define "mlops-kit.env" -}}
+{{- $extra := list -}}
+{{- if .extra -}}
+{{- $extra = include "mlops-kit.tplvalues" (dict "value" .extra "ctx" .ctx) | fromYamlArray -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $extra }}{{ $names = append $names .name }}{{ end -}}
+{{- $env := list -}}
+{{- range (.env | fromYamlArray) -}}
+{{- if not (has .name $names) }}{{ $env = append $env . }}{{ end -}}
+{{- end -}}
+{{- toYaml (concat $env $extra) -}}
+{{- end -}}
+
+{{/* Names of a component's extraEnv that replace a variable the chart sets (for NOTES):
+     include "mlops-kit.envCollisions" (dict "ctx" $ "env" (include ...) "extra" .Values.mlflow.extraEnv) */}}
+{{- define "mlops-kit.envCollisions" -}}
+{{- $chart := list -}}
+{{- range (.env | fromYamlArray) }}{{ $chart = append $chart .name }}{{ end -}}
+{{- $hits := list -}}
+{{- range .extra -}}
+{{- if has .name $chart }}{{ $hits = append $hits .name }}{{ end -}}
+{{- end -}}
+{{- join ", " (uniq $hits) -}}
+{{- end -}}
+
+{{/* The contract variables of the PostgreSQL and SFTP containers (the MLflow ones: mlops-kit.mlflow.env). */}}
+{{- define "mlops-kit.postgresql.env" -}}
+- name: POSTGRES_PASSWORD_FILE
+  value: /etc/postgresql/secrets/postgres-password
+- name: POSTGRES_APP_USER
+  value: {{ .Values.postgresql.auth.username | quote }}
+- name: POSTGRES_APP_PASSWORD_FILE
+  value: /etc/postgresql/secrets/password
+- name: POSTGRES_APP_DB
+  value: {{ .Values.postgresql.auth.database | quote }}
+- name: POSTGRES_AUTH_DB
+  value: {{ ternary .Values.postgresql.auth.authDatabase "" .Values.mlflow.auth.enabled | quote }}
+- name: POSTGRES_PORT
+  value: "5432"
+- name: POSTGRES_MAX_CONNECTIONS
+  value: {{ .Values.postgresql.maxConnections | quote }}
+- name: POSTGRES_SHARED_BUFFERS
+  value: {{ .Values.postgresql.sharedBuffers | quote }}
+{{- end -}}
+
+{{- define "mlops-kit.sftp.env" -}}
+- name: SFTP_USERNAME
+  value: {{ .Values.sftp.username | quote }}
+- name: SFTP_PORT
+  value: "2222"
+- name: SFTP_DATA_ROOT
+  value: /data
+- name: SFTP_DIRECTORIES
+  value: "artifacts dvc"
+- name: SFTP_ACCESS
+  value: /etc/sftp/access
+- name: SFTP_HOST_KEYS_DIR
+  value: /etc/sftp/host-keys
+- name: SFTP_MAX_SESSIONS
+  value: {{ .Values.sftp.maxSessions | quote }}
+- name: SFTP_MAX_STARTUPS
+  value: {{ .Values.sftp.maxStartups | quote }}
+- name: SFTP_LOG_LEVEL
+  value: {{ .Values.sftp.logLevel | quote }}
+{{- end -}}
+
+{{/* A component's extraVolumeMounts (list items, after the chart's mounts) and its envFrom:
+     include "mlops-kit.extraVolumeMounts" (dict "ctx" $ "values" .Values.mlflow) */}}
+{{- define "mlops-kit.extraVolumeMounts" -}}
+{{- with .values.extraVolumeMounts -}}
+{{ include "mlops-kit.tplvalues" (dict "value" . "ctx" $.ctx) }}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlops-kit.extraEnvFrom" -}}
+{{- with .values.extraEnvFrom }}
+envFrom:
+  {{- include "mlops-kit.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------- Checksum annotations: a rotated Secret or changed ConfigMap rolls every consumer ---------- */}}
+
+{{/* What checksum/secrets hashes: the names of the Secrets a pod mounts and their data as the
+     cluster holds it now (`lookup`; nothing under `helm template`, so GitOps renders stay
+     stable). Rotating a Secret, yours or the chart's (delete a key), and upgrading restarts
+     every pod that reads it; the upgrade after a value was generated restarts them once more.
+     include "mlops-kit.checksum.secrets" (dict "ctx" $ "names" (list ...)) */}}
+{{- define "mlops-kit.checksum.secrets" -}}
+{{- $ctx := .ctx -}}
+{{- range .names -}}
+{{- $live := lookup "v1" "Secret" $ctx.Release.Namespace . -}}
+{{ . }}={{ (get ($live | default dict) "data") | default dict | toJson }};
+{{- end -}}
+{{- end -}}
+
+{{/* The Secrets each component mounts (the people Secret has its own checksum/people). */}}
+{{- define "mlops-kit.mlflow.secretNames" -}}
+{{- $names := list (include "mlops-kit.db.secretName" .) (include "mlops-kit.sftpClientKey.secretName" .) -}}
+{{- if .Values.mlflow.auth.enabled }}{{ $names = append $names (include "mlops-kit.mlflow.authSecretName" .) }}{{ end -}}
+{{- if include "mlops-kit.metrics.account" . }}{{ $names = append $names (include "mlops-kit.metrics.secretName" .) }}{{ end -}}
+{{- if .Values.sftp.enabled }}{{ $names = append $names (include "mlops-kit.sftp.hostKeysSecretName" .) }}{{ end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{- define "mlops-kit.sftp.secretNames" -}}
+{{- $names := list (include "mlops-kit.sftpClientKey.secretName" .) (include "mlops-kit.sftp.hostKeysSecretName" .) -}}
+{{- if .Values.tests.accounts }}{{ $names = append $names (include "mlops-kit.tests.secretName" .) }}{{ end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* What checksum/config hashes: the ConfigMaps the chart renders for a pod (the scripts, and
+     for MLflow with an external SFTP its known_hosts). */}}
+{{- define "mlops-kit.checksum.scripts" -}}
+{{- .Files.Get "files/public-keys.sh" -}}
+{{- .Files.Get "files/smoke_test.py" -}}
+{{- end -}}

@@ -1,0 +1,321 @@
+"""Extension points (extraEnv ... extraObjects), the render guards, the checksum annotations
+that roll every consumer of a Secret, and the OpenShift example's explicit mode (issue 13)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from chartlib import (
+    CRD_KINDS,
+    MONITORING_API,
+    REPO_ROOT,
+    Rendered,
+    RenderError,
+    env_map,
+    helm_template,
+    pod_specs,
+    render_notes,
+)
+from conftest import ED25519_PUBLIC, EXISTING_SECRETS
+from test_chart_render import KUBERNETES_VERSION
+from test_chart_security import restricted_v2_violations
+
+# A sidecar that restricted-v2 admits: the user's responsibility, as values.yaml says.
+SAFE = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+# The chart's pods share a memory-backed /tmp volume; a read-only root needs one.
+TMP = {"volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+
+
+def extensions(component: str) -> dict[str, Any]:
+    """Every extension point of one component, with templates tpl must resolve."""
+    return {
+        "extraEnv": [
+            {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"},
+            {"name": "RELEASE_OF", "value": "{{ .Release.Name }}-" + component},
+        ],
+        "extraEnvFrom": [{"secretRef": {"name": f"{component}-extra-env"}}],
+        "extraVolumes": [
+            {"name": "team-ca", "configMap": {"name": '{{ include "mlops-kit.fullname" . }}-ca'}}
+        ],
+        "extraVolumeMounts": [{"name": "team-ca", "mountPath": "/etc/team-ca", "readOnly": True}],
+        "extraContainers": [
+            {"name": f"{component}-sidecar", "image": "busybox", "securityContext": SAFE, **TMP}
+        ],
+        "extraInitContainers": [
+            {"name": f"{component}-init", "image": "busybox", "securityContext": SAFE, **TMP}
+        ],
+    }
+
+
+EXTENDED: dict[str, Any] = {
+    "mlflow": extensions("mlflow"),
+    "postgresql": extensions("postgresql"),
+    "sftp": extensions("sftp"),
+    "extraObjects": [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": '{{ include "mlops-kit.fullname" . }}-ca'},
+            "data": {"ca.crt": "not a real certificate"},
+        },
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-from-a-string\n",
+    ],
+}
+WORKLOADS = {
+    "mlflow": ("Deployment", "-mlflow", "mlflow"),
+    "postgresql": ("StatefulSet", "-postgresql", "postgresql"),
+    "sftp": ("Deployment", "-sftp", "sftp"),
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def pod_template(rendered: Rendered, component: str) -> dict[str, Any]:
+    kind, suffix, _ = WORKLOADS[component]
+    return rendered.get(kind, suffix)["spec"]["template"]
+
+
+def main_container(rendered: Rendered, component: str) -> dict[str, Any]:
+    name = WORKLOADS[component][2]
+    spec = pod_template(rendered, component)["spec"]
+    return next(c for c in spec["containers"] if c["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def extended(helm: Path) -> Rendered:
+    return helm_template(helm, EXTENDED)
+
+
+# ---------- extension points ----------
+
+
+@pytest.mark.parametrize("component", sorted(WORKLOADS))
+def test_extension_points_reach_the_workload(extended: Rendered, component: str) -> None:
+    spec = pod_template(extended, component)["spec"]
+    main = main_container(extended, component)
+    names = [item["name"] for item in main["env"]]
+    assert names[-2:] == ["HTTPS_PROXY", "RELEASE_OF"], "extraEnv comes last"
+    assert env_map(main)["RELEASE_OF"] == f"smoke-{component}", "extraEnv goes through tpl"
+    assert main["envFrom"] == [{"secretRef": {"name": f"{component}-extra-env"}}]
+    assert main["volumeMounts"][-1] == {
+        "name": "team-ca",
+        "mountPath": "/etc/team-ca",
+        "readOnly": True,
+    }
+    assert spec["volumes"][-1] == {"name": "team-ca", "configMap": {"name": "smoke-mlops-kit-ca"}}
+    assert spec["containers"][-1]["name"] == f"{component}-sidecar"
+    assert spec["initContainers"][-1]["name"] == f"{component}-init", "after the chart's own"
+
+
+def test_mlflow_migration_step_gets_the_same_extras(extended: Rendered) -> None:
+    """migrate validates what the server runs with: same env, envFrom and mounts."""
+    spec = pod_template(extended, "mlflow")["spec"]
+    migrate = next(c for c in spec["initContainers"] if c["name"] == "migrate")
+    server = main_container(extended, "mlflow")
+    assert migrate["env"] == server["env"]
+    assert migrate["envFrom"] == server["envFrom"]
+    assert migrate["volumeMounts"] == server["volumeMounts"]
+
+
+def test_extended_render_is_valid_kubernetes_and_restricted(extended: Rendered) -> None:
+    for doc in extended.docs:
+        if doc["kind"] not in CRD_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    problems = [
+        f"{where}: {p}"
+        for where, spec in pod_specs(extended)
+        for p in restricted_v2_violations(spec, openshift=False)
+    ]
+    assert not problems
+
+
+def test_extra_objects_are_rendered_with_tpl(extended: Rendered) -> None:
+    assert {"smoke-mlops-kit-ca", "smoke-from-a-string"} <= extended.names("ConfigMap")
+    assert not [doc for doc in extended.docs if "{{" in yaml.safe_dump(doc)], (
+        "a template was left unrendered"
+    )
+
+
+def test_extra_env_replaces_a_chart_variable_once(helm: Path) -> None:
+    """The user wins (as in Bitnami's charts), without a duplicate name in the list."""
+    rendered = helm_template(
+        helm, {"mlflow": {"extraEnv": [{"name": "MLFLOW_WORKERS", "value": "7"}]}}
+    )
+    for container in (main_container(rendered, "mlflow"),):
+        names = [item["name"] for item in container["env"]]
+        assert names.count("MLFLOW_WORKERS") == 1
+        assert env_map(container)["MLFLOW_WORKERS"] == "7"
+
+
+def test_notes_warn_when_extra_env_replaces_a_chart_variable(helm: Path) -> None:
+    values = {
+        "mlflow": {"extraEnv": [{"name": "MLFLOW_WORKERS", "value": "7"}]},
+        "postgresql": {"extraEnv": [{"name": "POSTGRES_MAX_CONNECTIONS", "value": "500"}]},
+        "sftp": {"extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
+    }
+    notes = render_notes(helm, values)
+    assert "WARNING: extraEnv replaces variables the chart sets" in notes
+    assert "mlflow.extraEnv: MLFLOW_WORKERS" in notes
+    assert "postgresql.extraEnv: POSTGRES_MAX_CONNECTIONS" in notes
+    assert "sftp.extraEnv" not in notes, "a new variable is no override"
+    assert "WARNING" not in render_notes(helm, {"sftp": values["sftp"]})
+
+
+# ---------- guards ----------
+
+MONITOR = {"mlflow": {"metrics": {"serviceMonitor": {"enabled": True}}}}
+
+
+def test_service_monitor_without_its_api_fails_with_the_fix(helm: Path) -> None:
+    with pytest.raises(RenderError) as failure:
+        helm_template(helm, MONITOR)
+    message = str(failure.value)
+    assert "mlflow.metrics.serviceMonitor.enabled" in message
+    assert "monitoring.coreos.com/v1" in message
+    assert "--api-versions monitoring.coreos.com/v1" in message, "the GitOps hint"
+    assert helm_template(helm, MONITOR, MONITORING_API).of_kind("ServiceMonitor")
+
+
+def test_hpa_min_above_max_is_refused(helm: Path) -> None:
+    scaling = {"enabled": True, "minReplicas": 5, "maxReplicas": 3}
+    with pytest.raises(RenderError) as failure:
+        helm_template(helm, {"mlflow": {"autoscaling": scaling}})
+    message = str(failure.value)
+    assert "mlflow.autoscaling.minReplicas (5)" in message
+    assert "mlflow.autoscaling.maxReplicas (3)" in message
+    scaling["minReplicas"] = 3
+    hpa = helm_template(helm, {"mlflow": {"autoscaling": scaling}}).get(
+        "HorizontalPodAutoscaler", "-mlflow"
+    )
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 3)
+
+
+# ---------- checksum annotations: a rotation rolls every consumer ----------
+
+# No generated RSA keys (slow): every Secret exists already, no test accounts.
+QUICK = merged(EXISTING_SECRETS, {"tests": {"accounts": False}})
+
+
+def checksums(rendered: Rendered) -> dict[str, dict[str, str]]:
+    return {
+        component: {
+            k: v
+            for k, v in (
+                pod_template(rendered, component)["metadata"].get("annotations") or {}
+            ).items()
+            if k.startswith("checksum/")
+        }
+        for component in WORKLOADS
+    }
+
+
+def test_every_workload_carries_the_checksum_of_its_secrets(helm: Path) -> None:
+    sums = checksums(helm_template(helm, QUICK))
+    for component in WORKLOADS:
+        assert "checksum/secrets" in sums[component], component
+    assert "checksum/config" in sums["mlflow"]
+    assert "checksum/config" in sums["sftp"]
+
+
+@pytest.mark.parametrize(
+    ("change", "rolled"),
+    [
+        (
+            {"postgresql": {"auth": {"existingSecret": "team-postgresql-2"}}},
+            {"mlflow", "postgresql"},
+        ),
+        ({"sftp": {"hostKeys": {"existingSecret": "team-sftp-host-keys-2"}}}, {"mlflow", "sftp"}),
+        (
+            {"mlflow": {"sftpClientKey": {"existingSecret": "team-mlflow-sftp-key-2"}}},
+            {"mlflow", "sftp"},
+        ),
+        ({"mlflow": {"auth": {"existingSecret": "team-mlflow-auth-2"}}}, {"mlflow"}),
+    ],
+    ids=["postgresql", "host-keys", "client-key", "auth"],
+)
+def test_a_changed_secret_rolls_every_consumer(
+    helm: Path, change: dict[str, Any], rolled: set[str]
+) -> None:
+    before = checksums(helm_template(helm, QUICK))
+    after = checksums(helm_template(helm, merged(QUICK, change)))
+    changed = {
+        c
+        for c in WORKLOADS
+        if before[c].get("checksum/secrets") != after[c].get("checksum/secrets")
+    }
+    assert changed == rolled
+
+
+def test_external_known_hosts_roll_mlflow(helm: Path) -> None:
+    base = merged(
+        QUICK,
+        {"sftp": {"enabled": False}, "externalSftp": {"host": "files.example.com"}},
+    )
+    line = f"files.example.com {ED25519_PUBLIC}"
+    one = helm_template(helm, merged(base, {"externalSftp": {"knownHosts": line}}))
+    two = helm_template(
+        helm,
+        merged(
+            base, {"externalSftp": {"knownHosts": line + "\n" + line.replace("files", "files2")}}
+        ),
+    )
+    key = "checksum/config"
+    assert (
+        pod_template(one, "mlflow")["metadata"]["annotations"][key]
+        != pod_template(two, "mlflow")["metadata"]["annotations"][key]
+    )
+
+
+def test_checksums_are_stable_under_helm_template(helm: Path) -> None:
+    """GitOps renders the chart without a cluster: the new checksums must not churn."""
+    one, two = checksums(helm_template(helm, QUICK)), checksums(helm_template(helm, QUICK))
+    for component in WORKLOADS:
+        for key in ("checksum/secrets", "checksum/config"):
+            assert one[component].get(key) == two[component].get(key), (component, key)
+
+
+def test_checksums_hash_the_live_secret_data() -> None:
+    """A Secret rotated in the cluster changes the checksum at the next upgrade (lookup)."""
+    text = (REPO_ROOT / "charts/mlops-kit/templates/_helpers.tpl").read_text()
+    helper = text.split('define "mlops-kit.checksum.secrets"')[1].split("{{- end -}}\n")[0:3]
+    assert 'lookup "v1" "Secret" $ctx.Release.Namespace .' in "".join(helper)
+
+
+# ---------- the OpenShift example environment ----------
+
+
+def test_openshift_example_forces_openshift_mode(helm: Path) -> None:
+    """Without the Route API (helm template, no cluster-read rights) auto mode would pin
+    runAsUser/fsGroup, which restricted-v2 rejects."""
+    values = yaml.safe_load((REPO_ROOT / "deploy/openshift-example/values.yaml").read_text())
+    assert values["openshift"]["enabled"] is True
+    rendered = helm_template(
+        helm, merged(merged(values, QUICK), {"mlflow": {"route": {"host": "m.apps.example.com"}}})
+    )
+    assert rendered.of_kind("Route")
+    problems = [
+        f"{where}: {p}"
+        for where, spec in pod_specs(rendered)
+        for p in restricted_v2_violations(spec, openshift=True)
+    ]
+    assert not problems
