@@ -1,10 +1,12 @@
 """A deployed Docker-target environment as backup and restore see it.
 
-Settings are resolved the way the Ansible role resolves them: the role's defaults
-(ansible/roles/mlops_docker/defaults/main.yml, the one place they are written) overridden by
-deploy/<env>/settings.yml, with their `{{ … }}` templates rendered. Commands run inside the
-containers with `docker exec`; passwords are read there from the mounted secret files, so none
-travels on a command line.
+Names and paths come from build/<env>/stack.json, which the last deploy wrote (stack.py): the
+role is the one place the naming rule lives. Only `make destroy PURGE=1` may run on an
+environment without that file (a deploy that failed half-way); it then resolves the settings
+the way the Ansible role does: the role's defaults (ansible/roles/mlops_docker/defaults/main.yml)
+overridden by deploy/<env>/settings.yml, with their `{{ … }}` templates rendered. Commands run
+inside the containers with `docker exec`; passwords are read there from the mounted secret
+files, so none travels on a command line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +24,7 @@ import yaml
 
 from .environments import Environment
 from .shell import CommandError
+from .stack import STACK_FILE, read_stack
 from .versions import REPO_ROOT
 
 ROLE_DEFAULTS = REPO_ROOT / "ansible" / "roles" / "mlops_docker" / "defaults" / "main.yml"
@@ -63,9 +67,17 @@ class DockerEnv:
     prefix: str
     state_dir: Path
     backup_root: Path
+    # Service -> container, from stack.json; empty when the environment was never deployed.
+    containers: Mapping[str, str] = field(default_factory=dict)
 
     def container(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
+        try:
+            return self.containers[service]
+        except KeyError:
+            raise CommandError(
+                f"build/{self.env.name}/{STACK_FILE} names no container for {service}: run "
+                f"`make deploy ENV={self.env.name}`"
+            ) from None
 
     @property
     def migration_record(self) -> Path:
@@ -73,7 +85,10 @@ class DockerEnv:
         return self.state_dir / "migrated-by-image"
 
 
-def docker_env(env: Environment) -> DockerEnv:
+def docker_env(env: Environment, deployed: bool = True) -> DockerEnv:
+    """The environment as its last deploy made it (build/<env>/stack.json). With
+    deployed=False (what `make destroy PURGE=1` lists) an environment without that file is
+    described from its settings instead, with no containers."""
     settings = read_settings(env)
     if settings.get("mlops_target") != "docker":
         raise CommandError(
@@ -81,27 +96,39 @@ def docker_env(env: Environment) -> DockerEnv:
             f"{settings.get('mlops_target')!r} (on Kubernetes use volume snapshots or pg_dump "
             "through kubectl exec)"
         )
-    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text()) or {}
-    values = resolve_settings(env.name, settings, defaults)
-    backup_root = Path(values["mlops_docker_backup_dir"])
+    if deployed or (env.build_dir / STACK_FILE).is_file():
+        stack = read_stack(env.build_dir / STACK_FILE, env.name)
+        if stack.target != "docker" or stack.state_dir is None or stack.backup_dir is None:
+            raise CommandError(
+                f"{stack.path} describes target {stack.target}, not a Docker deploy: run "
+                f"`make deploy ENV={env.name}`"
+            )
+        prefix, state_dir, backup_root = stack.name_prefix, stack.state_dir, stack.backup_dir
+        containers = {key: service.name for key, service in stack.services.items()}
+    else:
+        defaults = yaml.safe_load(ROLE_DEFAULTS.read_text()) or {}
+        values = resolve_settings(env.name, settings, defaults)
+        prefix = values["mlops_docker_name_prefix"]
+        state_dir = Path(values["mlops_docker_state_dir"])
+        backup_root = Path(values["mlops_docker_backup_dir"])
+        containers = {}
+    return _checked(env, DockerEnv(env, prefix, state_dir, backup_root, containers))
+
+
+def _checked(env: Environment, denv: DockerEnv) -> DockerEnv:
+    backup_root, state_dir = denv.backup_root, denv.state_dir
     if not backup_root.is_absolute():
         raise CommandError(
             f"mlops_docker_backup_dir={backup_root} must be an absolute path; set it in "
             f"deploy/{env.name}/settings.yml"
         )
-    state_dir = Path(values["mlops_docker_state_dir"])
     for purged in (env.build_dir.resolve(), state_dir.resolve()):
         if backup_root.resolve() == purged or purged in backup_root.resolve().parents:
             raise CommandError(
                 f"mlops_docker_backup_dir={backup_root} lies inside {purged}, which "
                 f"`make destroy PURGE=1` deletes; choose a directory outside it"
             )
-    return DockerEnv(
-        env=env,
-        prefix=values["mlops_docker_name_prefix"],
-        state_dir=state_dir,
-        backup_root=backup_root,
-    )
+    return denv
 
 
 def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:
