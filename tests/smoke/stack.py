@@ -95,7 +95,9 @@ def load_stack(
     if target == "docker":
         return DockerStack.from_settings(env_name, settings, build_dir, run=run)
     if target in KUBERNETES_TARGETS:
-        return KubernetesStack.from_settings(settings, run=run, kubectl=kubectl)
+        return KubernetesStack.from_settings(
+            settings, run=run, kubectl=kubectl, build_dir=build_dir
+        )
     raise StackError(
         f"deploy/{env_name}/settings.yml: mlops_target={target!r}; the smoke suite knows "
         f"docker, {', '.join(sorted(KUBERNETES_TARGETS))}"
@@ -408,8 +410,14 @@ class KubernetesStack:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, Any], run: Runner = run_command, kubectl: str = "kubectl"
+        cls,
+        settings: Mapping[str, Any],
+        run: Runner = run_command,
+        kubectl: str = "kubectl",
+        build_dir: Path | None = None,
     ) -> KubernetesStack:
+        """Namespace and release from build/<env>/stack.json when the deploy wrote one (the
+        release as deployed), else from the settings; the cluster connection from the settings."""
         defaults = role_defaults("mlops_kubernetes")
 
         def setting(key: str) -> str:
@@ -420,9 +428,19 @@ class KubernetesStack:
             # A relative kubeconfig (deploy/cluster) is relative to the repository root, as for
             # the role (make runs ansible-playbook there).
             kubeconfig = str(REPO_ROOT / Path(kubeconfig).expanduser())
+        namespace, release = (
+            setting("mlops_kubernetes_namespace"),
+            setting("mlops_kubernetes_release"),
+        )
+        if build_dir is not None and (build_dir / STACK_FILE).is_file():
+            try:
+                deployed = read_stack(build_dir / STACK_FILE, build_dir.name)
+            except StackFileError as exc:
+                raise StackError(str(exc)) from None
+            namespace, release = deployed.namespace, deployed.release
         return cls(
-            namespace=setting("mlops_kubernetes_namespace"),
-            release=setting("mlops_kubernetes_release"),
+            namespace=namespace,
+            release=release,
             target=str(settings.get("mlops_target", "kubernetes")),
             kubeconfig=kubeconfig,
             context=setting("mlops_kubernetes_context"),

@@ -546,3 +546,15 @@ def test_docker_stack_reads_inspect_and_secrets(tmp_path: Path) -> None:
         ["docker", "inspect", "mlops-e2e-mlflow"],
         ["docker", "inspect", "mlops-e2e-sftp"],
     ]
+
+
+def test_kubernetes_release_comes_from_stack_json(tmp_path: Path) -> None:
+    document = docker_document(tmp_path, "k")
+    document.update(target="kubernetes", namespace="deployed-ns", release="deployed-rel")
+    document["services"] = {"mlflow": {"service": "s", "port": 5000}}
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "stack.json").write_text(json.dumps(document))
+    settings = {"mlops_target": "kubernetes", "mlops_kubernetes_namespace": "other"}
+    stack = load_stack("k", settings, tmp_path / "k")
+    assert isinstance(stack, KubernetesStack)
+    assert (stack.namespace, stack.release) == ("deployed-ns", "deployed-rel")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,68 @@ def test_the_docker_role_writes_what_the_reader_reads() -> None:
     assert "lookup(" not in json.dumps(stack)
     connection = (ROLES / "mlops_docker" / "tasks" / "connection.yml").read_text()
     assert "mlops_docker_stack | to_nice_json" in connection
+
+
+KUBERNETES_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  vars_files: [{defaults}, {vars}]
+  vars:
+    mlops_env: kx
+    mlops_target: openshift
+    mlops_kubernetes_tracking_uri: http://127.0.0.1:15000
+    mlops_kubernetes_sftp_host: 127.0.0.1
+    mlops_kubernetes_sftp_port: "12222"
+    mlops_kubernetes_services: {{mlflow: r-mlops-kit-mlflow, sftp: r-mlops-kit-sftp}}
+    mlops_kubernetes_service_ports: {{mlflow: 5000, sftp: "2222"}}
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{{{ mlops_kubernetes_stack | to_nice_json }}}}"
+        dest: {dest}
+        mode: "0644"
+"""
+
+
+@pytest.mark.parametrize("access", ["port-forward", "exposed"])
+def test_the_kubernetes_role_writes_what_the_reader_reads(tmp_path: Path, access: str) -> None:
+    """The role's mlops_kubernetes_stack, rendered by Ansible with the facts
+    tasks/connection.yml sets, is a file load_stack reads."""
+    role = ROLES / "mlops_kubernetes"
+    play = tmp_path / "play.yml"
+    play.write_text(
+        KUBERNETES_PLAY.format(
+            defaults=role / "defaults" / "main.yml",
+            vars=role / "vars" / "main.yml",
+            dest=tmp_path / "kx" / "stack.json",
+        )
+    )
+    (tmp_path / "kx").mkdir()
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"mlops_kubernetes_access={access}",
+         "-e", f"ansible_python_interpreter={sys.executable}",
+         str(play)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    stack = load_stack("kx", tmp_path)
+    assert (stack.target, stack.namespace, stack.release, stack.access) == (
+        "openshift", "mlops", "mlops", access,
+    )  # fmt: skip
+    mlflow, sftp = stack.service("mlflow"), stack.service("sftp")
+    assert (mlflow.name, mlflow.port, sftp.name, sftp.port) == (
+        "r-mlops-kit-mlflow", 5000, "r-mlops-kit-sftp", 2222,
+    )  # fmt: skip
+    # build/ beside the playbook's directory: the repository root in a real deploy.
+    build = stack.controller.build_dir
+    assert build == tmp_path.parent / "build" / "kx"
+    assert (stack.controller.admin_env, stack.controller.secrets_dir) == (
+        build / "admin.env", build / "secrets",
+    )  # fmt: skip
+    if access == "port-forward":
+        assert (mlflow.local_port, sftp.local_port) == (15000, 12222)
+        assert mlflow.pid_file == build / "port-forward-mlflow.pid"
+    else:
+        assert (mlflow.local_port, mlflow.pid_file, mlflow.log_file) == (None, None, None)
+    connection = (role / "tasks" / "connection.yml").read_text()
+    assert "mlops_kubernetes_stack | to_nice_json" in connection
