@@ -1,12 +1,14 @@
 """A deployed Docker-target environment as backup and restore see it.
 
 Names and paths come from build/<env>/stack.json, which the last deploy wrote (stack.py): the
-role is the one place the naming rule lives. Only `make destroy PURGE=1` may run on an
-environment without that file (a deploy that failed half-way); it then resolves the settings
+role is the one place the naming rule lives. Without that file (an environment deployed by a
+version before stack.json existed, which `make upgrade` must still back up first; or a deploy
+that failed half-way, which `make destroy PURGE=1` must still list) the settings are resolved
 the way the Ansible role does: the role's defaults (ansible/roles/mlops_docker/defaults/main.yml)
-overridden by deploy/<env>/settings.yml, with their `{{ … }}` templates rendered. Commands run
-inside the containers with `docker exec`; passwords are read there from the mounted secret
-files, so none travels on a command line.
+overridden by deploy/<env>/settings.yml, with their `{{ … }}` templates rendered; and the
+containers are found by the labels the role puts on them, never by re-deriving their names.
+Commands run inside the containers with `docker exec`; passwords are read there from the
+mounted secret files, so none travels on a command line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +26,7 @@ import yaml
 
 from .environments import Environment
 from .shell import CommandError
-from .stack import STACK_FILE, read_stack
+from .stack import STACK_FILE, StackFileError, read_stack
 from .versions import REPO_ROOT
 
 ROLE_DEFAULTS = REPO_ROOT / "ansible" / "roles" / "mlops_docker" / "defaults" / "main.yml"
@@ -85,10 +87,28 @@ class DockerEnv:
         return self.state_dir / "migrated-by-image"
 
 
-def docker_env(env: Environment, deployed: bool = True) -> DockerEnv:
-    """The environment as its last deploy made it (build/<env>/stack.json). With
-    deployed=False (what `make destroy PURGE=1` lists) an environment without that file is
-    described from its settings instead, with no containers."""
+def labelled_containers(env: Environment) -> dict[str, str]:
+    """service -> container of the environment, by the role's labels (tasks/container.yml:
+    io.mlops-kit.env=<env> and io.mlops-kit.env.service=<service>)."""
+    result = subprocess.run(
+        ["docker", "ps", "--all", "--filter", f"label=io.mlops-kit.env={env.name}",
+         "--format", '{{.Label "io.mlops-kit.env.service"}}\t{{.Names}}'],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise CommandError(f"docker ps failed: {result.stderr.strip()[-500:]}")
+    pairs = (line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
+    return {service: name for service, name in pairs if service}
+
+
+def docker_env(
+    env: Environment,
+    deployed: bool = True,
+    find_containers: Callable[[Environment], dict[str, str]] = labelled_containers,
+) -> DockerEnv:
+    """The environment as its last deploy made it (build/<env>/stack.json). Without that file:
+    from its settings, with the containers that carry its labels (deployed=True: there must
+    be some) or none (deployed=False: what `make destroy PURGE=1` lists)."""
     settings = read_settings(env)
     if settings.get("mlops_target") != "docker":
         raise CommandError(
@@ -96,7 +116,7 @@ def docker_env(env: Environment, deployed: bool = True) -> DockerEnv:
             f"{settings.get('mlops_target')!r} (on Kubernetes use volume snapshots or pg_dump "
             "through kubectl exec)"
         )
-    if deployed or (env.build_dir / STACK_FILE).is_file():
+    if (env.build_dir / STACK_FILE).is_file():
         stack = read_stack(env.build_dir / STACK_FILE, env.name)
         if stack.target != "docker" or stack.state_dir is None or stack.backup_dir is None:
             raise CommandError(
@@ -111,7 +131,11 @@ def docker_env(env: Environment, deployed: bool = True) -> DockerEnv:
         prefix = values["mlops_docker_name_prefix"]
         state_dir = Path(values["mlops_docker_state_dir"])
         backup_root = Path(values["mlops_docker_backup_dir"])
-        containers = {}
+        containers = find_containers(env) if deployed else {}
+        if deployed and not containers:
+            raise StackFileError(
+                f"build/{env.name}/{STACK_FILE} does not exist: run `make deploy ENV={env.name}`"
+            )
     return _checked(env, DockerEnv(env, prefix, state_dir, backup_root, containers))
 
 

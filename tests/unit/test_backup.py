@@ -152,7 +152,7 @@ def test_settings_override_the_defaults(deploy_dir: Path, tmp_path: Path) -> Non
 def test_a_deployed_environment_is_read_from_stack_json(deploy_dir: Path, tmp_path: Path) -> None:
     (deploy_dir / "settings.yml").write_text("mlops_target: docker\nmlops_docker_name_prefix: p\n")
     with pytest.raises(CommandError, match=r"build/x/stack.json does not exist"):
-        docker_env(Environment("x"))
+        docker_env(Environment("x"), find_containers=lambda env: {})
     document = docker_document(tmp_path / "elsewhere")
     document["backup_dir"] = str(tmp_path / "safe")
     (tmp_path / "build").mkdir()
@@ -256,3 +256,13 @@ def test_restored_secrets_keep_the_cluster_s_superuser_password(
     assert (current / "mlflow_admin_password").read_text() == "old"
     assert (current / "postgres_superuser_password").read_text() == "cluster's"
     assert current.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_environment_deployed_before_stack_json_is_found_by_labels(deploy_dir: Path) -> None:
+    """`make upgrade` backs up first: an environment an older version deployed (no
+    stack.json) still gets its backup, with containers found by the role's labels."""
+    (deploy_dir / "settings.yml").write_text("mlops_target: docker\n")
+    labelled = {"postgres": "pg-c", "sftp": "sftp-c", "mlflow": "mlflow-c"}
+    denv = docker_env(Environment("x"), find_containers=lambda env: labelled)
+    assert (denv.prefix, denv.container("sftp")) == ("mlops-x", "sftp-c")
+    assert denv.backup_root == Path("/var/backups/mlops-kit/mlops-x")
