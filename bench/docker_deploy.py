@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from mlopskit.stack import load_stack  # noqa: E402
+
 ENV_NAME = "bench"
 PREFIX = "mlops-bench"
 SETTINGS = f"""mlops_target: docker
@@ -75,7 +78,9 @@ def main() -> None:
             cold = playbook(config, "deploy.yml")
             warm = playbook(config, "deploy.yml")
             time.sleep(args.idle_seconds)
-            memory = {s: memory_bytes(f"{PREFIX}-{s}") for s in ("postgres", "sftp", "mlflow")}
+            # The containers the deploy made (build/bench/stack.json), read before the purge.
+            stack = load_stack(ENV_NAME)
+            memory = {key: memory_bytes(service.name) for key, service in stack.services.items()}
         finally:
             playbook(config, "destroy.yml", "-e", "mlops_purge=true")
     mib = 1024**2

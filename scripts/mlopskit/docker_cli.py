@@ -52,7 +52,7 @@ def _confirm_purge(args: argparse.Namespace) -> None:
     if read_settings(env).get("mlops_target") != "docker":
         confirm_purge(env)
         return
-    deleted, kept = purge_plan(docker_env(env))
+    deleted, kept = purge_plan(docker_env(env, deployed=False))
     confirm_purge(env, deleted, kept)
 
 

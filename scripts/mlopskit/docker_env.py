@@ -1,10 +1,14 @@
 """A deployed Docker-target environment as backup and restore see it.
 
-Settings are resolved the way the Ansible role resolves them: the role's defaults
-(ansible/roles/mlops_docker/defaults/main.yml, the one place they are written) overridden by
-deploy/<env>/settings.yml, with their `{{ … }}` templates rendered. Commands run inside the
-containers with `docker exec`; passwords are read there from the mounted secret files, so none
-travels on a command line.
+Names and paths come from build/<env>/stack.json, which the last deploy wrote (stack.py): the
+role is the one place the naming rule lives. Without that file (an environment deployed by a
+version before stack.json existed, which `make upgrade` must still back up first; or a deploy
+that failed half-way, which `make destroy PURGE=1` must still list) the settings are resolved
+the way the Ansible role does: the role's defaults (ansible/roles/mlops_docker/defaults/main.yml)
+overridden by deploy/<env>/settings.yml, with their `{{ … }}` templates rendered; and the
+containers are found by the labels the role puts on them, never by re-deriving their names.
+Commands run inside the containers with `docker exec`; passwords are read there from the
+mounted secret files, so none travels on a command line.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +26,7 @@ import yaml
 
 from .environments import Environment
 from .shell import CommandError
+from .stack import STACK_FILE, StackFileError, read_stack
 from .versions import REPO_ROOT
 
 ROLE_DEFAULTS = REPO_ROOT / "ansible" / "roles" / "mlops_docker" / "defaults" / "main.yml"
@@ -63,9 +69,17 @@ class DockerEnv:
     prefix: str
     state_dir: Path
     backup_root: Path
+    # Service -> container, from stack.json; empty when the environment was never deployed.
+    containers: Mapping[str, str] = field(default_factory=dict)
 
     def container(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
+        try:
+            return self.containers[service]
+        except KeyError:
+            raise CommandError(
+                f"build/{self.env.name}/{STACK_FILE} names no container for {service}: run "
+                f"`make deploy ENV={self.env.name}`"
+            ) from None
 
     @property
     def migration_record(self) -> Path:
@@ -73,7 +87,28 @@ class DockerEnv:
         return self.state_dir / "migrated-by-image"
 
 
-def docker_env(env: Environment) -> DockerEnv:
+def labelled_containers(env: Environment) -> dict[str, str]:
+    """service -> container of the environment, by the role's labels (tasks/container.yml:
+    io.mlops-kit.env=<env> and io.mlops-kit.env.service=<service>)."""
+    result = subprocess.run(
+        ["docker", "ps", "--all", "--filter", f"label=io.mlops-kit.env={env.name}",
+         "--format", '{{.Label "io.mlops-kit.env.service"}}\t{{.Names}}'],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise CommandError(f"docker ps failed: {result.stderr.strip()[-500:]}")
+    pairs = (line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
+    return {service: name for service, name in pairs if service}
+
+
+def docker_env(
+    env: Environment,
+    deployed: bool = True,
+    find_containers: Callable[[Environment], dict[str, str]] = labelled_containers,
+) -> DockerEnv:
+    """The environment as its last deploy made it (build/<env>/stack.json). Without that file:
+    from its settings, with the containers that carry its labels (deployed=True: there must
+    be some) or none (deployed=False: what `make destroy PURGE=1` lists)."""
     settings = read_settings(env)
     if settings.get("mlops_target") != "docker":
         raise CommandError(
@@ -81,27 +116,43 @@ def docker_env(env: Environment) -> DockerEnv:
             f"{settings.get('mlops_target')!r} (on Kubernetes use volume snapshots or pg_dump "
             "through kubectl exec)"
         )
-    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text()) or {}
-    values = resolve_settings(env.name, settings, defaults)
-    backup_root = Path(values["mlops_docker_backup_dir"])
+    if (env.build_dir / STACK_FILE).is_file():
+        stack = read_stack(env.build_dir / STACK_FILE, env.name)
+        if stack.target != "docker" or stack.state_dir is None or stack.backup_dir is None:
+            raise CommandError(
+                f"{stack.path} describes target {stack.target}, not a Docker deploy: run "
+                f"`make deploy ENV={env.name}`"
+            )
+        prefix, state_dir, backup_root = stack.name_prefix, stack.state_dir, stack.backup_dir
+        containers = {key: service.name for key, service in stack.services.items()}
+    else:
+        defaults = yaml.safe_load(ROLE_DEFAULTS.read_text()) or {}
+        values = resolve_settings(env.name, settings, defaults)
+        prefix = values["mlops_docker_name_prefix"]
+        state_dir = Path(values["mlops_docker_state_dir"])
+        backup_root = Path(values["mlops_docker_backup_dir"])
+        containers = find_containers(env) if deployed else {}
+        if deployed and not containers:
+            raise StackFileError(
+                f"build/{env.name}/{STACK_FILE} does not exist: run `make deploy ENV={env.name}`"
+            )
+    return _checked(env, DockerEnv(env, prefix, state_dir, backup_root, containers))
+
+
+def _checked(env: Environment, denv: DockerEnv) -> DockerEnv:
+    backup_root, state_dir = denv.backup_root, denv.state_dir
     if not backup_root.is_absolute():
         raise CommandError(
             f"mlops_docker_backup_dir={backup_root} must be an absolute path; set it in "
             f"deploy/{env.name}/settings.yml"
         )
-    state_dir = Path(values["mlops_docker_state_dir"])
     for purged in (env.build_dir.resolve(), state_dir.resolve()):
         if backup_root.resolve() == purged or purged in backup_root.resolve().parents:
             raise CommandError(
                 f"mlops_docker_backup_dir={backup_root} lies inside {purged}, which "
                 f"`make destroy PURGE=1` deletes; choose a directory outside it"
             )
-    return DockerEnv(
-        env=env,
-        prefix=values["mlops_docker_name_prefix"],
-        state_dir=state_dir,
-        backup_root=backup_root,
-    )
+    return denv
 
 
 def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from mlopskit.stack import load_stack
 
 from tests.cluster.cluster_support import (
     KUBECONFIG,
@@ -182,7 +183,9 @@ def test_helm_upgrade_keeps_two_replicas_serving():
 
 
 def test_smoke_names_the_fix_when_the_port_forward_is_gone():
-    pid = int((ENV.build_dir / "port-forward-mlflow.pid").read_text())
+    forward = load_stack(ENV.name).service("mlflow")
+    assert forward.pid_file is not None, "stack.json records no MLflow port-forward"
+    pid = int(forward.pid_file.read_text())
     os.killpg(pid, signal.SIGTERM)
     wait_for(lambda: not port_answers(MLFLOW_PORT), 30, "the port-forward stopping")
     result = make("smoke", ENV=ENV.name)

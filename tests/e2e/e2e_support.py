@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlopskit.stack import load_stack
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_ENV = "e2e"
 HEALTH_TIMEOUT_S = 300
@@ -104,21 +106,26 @@ def docker_names(kind: str, label: str) -> list[str]:
     return sorted(out.stdout.split())
 
 
-def container_states(prefix: str) -> dict[str, tuple[str, str]]:
+def containers(env: str = E2E_ENV) -> dict[str, str]:
+    """service -> container, as the last deploy of <env> wrote them to build/<env>/stack.json."""
+    return {key: service.name for key, service in load_stack(env).services.items()}
+
+
+def container_states(env: str = E2E_ENV) -> dict[str, tuple[str, str]]:
     """service -> (container id, StartedAt): a restart or a re-creation changes it."""
     states = {}
-    for service in ("postgres", "sftp", "mlflow"):
-        (info,) = docker_json("inspect", f"{prefix}-{service}")
+    for service, container in containers(env).items():
+        (info,) = docker_json("inspect", container)
         states[service] = (info["Id"], info["State"]["StartedAt"])
     return states
 
 
-def wait_healthy(prefix: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+def wait_healthy(env: str = E2E_ENV, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         status = {}
-        for service in ("postgres", "sftp", "mlflow"):
-            (info,) = docker_json("inspect", f"{prefix}-{service}")
+        for service, container in containers(env).items():
+            (info,) = docker_json("inspect", container)
             status[service] = info["State"].get("Health", {}).get("Status")
         if all(value == "healthy" for value in status.values()):
             return

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from mlopskit.docker_env import PG_SHELL
 from mlopskit.environments import parse_connection_env
+from mlopskit.stack import load_stack
 from mlopskit.versions import IMAGE_NAMES, image_set
 
 from tests.e2e.e2e_support import (
@@ -26,6 +27,7 @@ from tests.e2e.e2e_support import (
     REPO_ROOT,
     ansible_playbook,
     container_states,
+    containers,
     docker_json,
     docker_names,
     make,
@@ -36,6 +38,8 @@ from tests.e2e.e2e_support import (
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / E2E_ENV
 BUILD_DIR = REPO_ROOT / "build" / E2E_ENV
+# The name prefix deploy/e2e/settings.yml sets; only the directory settings' defaults below
+# use it. Container and volume names come from build/e2e/stack.json (the role writes them).
 PREFIX = "mlops-e2e"
 LABEL = f"io.mlops-kit.env={E2E_ENV}"
 STATE_DIR = Path("/var/lib/mlops-kit") / PREFIX
@@ -116,6 +120,26 @@ def test_cold_deploy(timings):
         "DVC_REMOTE_URL",
         "SFTP_PRIVATE_KEY",
     }
+    check_stack_file()
+
+
+def check_stack_file() -> None:
+    """build/e2e/stack.json names what runs, is world-readable and holds no secret."""
+    path = BUILD_DIR / "stack.json"
+    assert path.stat().st_mode & 0o777 == 0o644
+    stack = load_stack(E2E_ENV)
+    assert (stack.target, stack.environment, stack.name_prefix) == ("docker", E2E_ENV, PREFIX)
+    assert (stack.state_dir, stack.backup_dir) == (STATE_DIR, BACKUP_DIR)
+    assert set(containers().values()) <= set(docker_names("container", LABEL))
+    assert docker_names("network", LABEL) == [stack.network]
+    assert docker_names("volume", LABEL) == sorted(stack.volumes)
+    mlflow = stack.service("mlflow")
+    assert f"http://127.0.0.1:{mlflow.published_port}" in PERSON_FILE.read_text()
+    assert stack.controller.secrets_dir == BUILD_DIR / "secrets"
+    text = path.read_text()
+    for secret in (BUILD_DIR / "secrets").iterdir():
+        value = secret.read_text().strip()
+        assert value not in text, f"stack.json holds the content of {secret.name}"
 
 
 def test_smoke(timings):
@@ -139,8 +163,8 @@ def converged_images() -> bool:
     """True when every container runs the image its tag names now."""
     current = set(image_ids().values())
     return all(
-        docker_json("inspect", f"{PREFIX}-{service}")[0]["Image"] in current
-        for service in ("postgres", "sftp", "mlflow")
+        docker_json("inspect", container)[0]["Image"] in current
+        for container in containers().values()
     )
 
 
@@ -150,7 +174,7 @@ def test_second_deploy_changes_and_restarts_nothing(timings):
         # that is a change. Converge first, so that the next deploy has nothing to do.
         print("[e2e] images were rebuilt since the cold deploy; converging first")
         assert make("deploy", ENV=E2E_ENV).returncode == 0
-    before = container_states(PREFIX)
+    before = container_states()
     images_before = image_ids()
     secrets_before = {p.name: p.read_bytes() for p in (BUILD_DIR / "secrets").iterdir()}
     result = make("deploy", ENV=E2E_ENV)
@@ -158,40 +182,40 @@ def test_second_deploy_changes_and_restarts_nothing(timings):
     assert image_ids() == images_before, "images were rebuilt during the check; rerun it"
     timings["warm deploy"] = result.seconds
     assert recap_changed(result.output) == {"localhost": 0}, result.explain()
-    assert container_states(PREFIX) == before, "a container was restarted or re-created"
+    assert container_states() == before, "a container was restarted or re-created"
     secrets_after = {p.name: p.read_bytes() for p in (BUILD_DIR / "secrets").iterdir()}
     assert secrets_after == secrets_before, "a later deploy must reuse the secrets"
 
 
 def test_changed_setting_restarts_only_what_it_affects():
-    before = container_states(PREFIX)
+    before = container_states()
     result = deploy_with("-e", "mlops_docker_sftp_log_level=VERBOSE")
     assert result.returncode == 0, result.explain()
-    after = container_states(PREFIX)
+    after = container_states()
     assert after["sftp"] != before["sftp"], "the changed SFTP setting did not reach SFTP"
     assert after["postgres"] == before["postgres"]
     assert after["mlflow"] == before["mlflow"]
     # And back: the settings file is the truth again.
     result = deploy_with()
     assert result.returncode == 0, result.explain()
-    final = container_states(PREFIX)
+    final = container_states()
     assert final["sftp"] != after["sftp"]
     assert (final["postgres"], final["mlflow"]) == (before["postgres"], before["mlflow"])
 
 
 def test_everything_survives_a_restart_of_every_container(timings):
-    before = container_states(PREFIX)
-    names = [f"{PREFIX}-{service}" for service in ("postgres", "sftp", "mlflow")]
+    before = container_states()
+    names = list(containers().values())
     subprocess.run(["docker", "restart", *names], check=True, capture_output=True, timeout=300)
-    wait_healthy(PREFIX)
-    after = container_states(PREFIX)
+    wait_healthy()
+    after = container_states()
     assert all(after[s][1] != before[s][1] for s in after), "docker restart did not restart all"
     verify_persistence()
 
 
 def psql(sql: str, database: str = "mlflow") -> str:
     return subprocess.run(
-        ["docker", "exec", f"{PREFIX}-postgres", "sh", "-c", PG_SHELL, "sh",
+        ["docker", "exec", containers()["postgres"], "sh", "-c", PG_SHELL, "sh",
          "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
         check=True, capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
@@ -202,8 +226,9 @@ def lose_the_data() -> None:
     that only a newer migration would have made has appeared."""
     psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION mlflow;")
     psql("CREATE TABLE public.from_a_newer_migration (id int)")
+    wipe = "rm -rf /data/artifacts/* /data/dvc/*"
     subprocess.run(
-        ["docker", "exec", f"{PREFIX}-sftp", "sh", "-c", "rm -rf /data/artifacts/* /data/dvc/*"],
+        ["docker", "exec", containers()["sftp"], "sh", "-c", wipe],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
 
@@ -256,7 +281,8 @@ def test_destroy_keeps_volumes_and_secrets():
     assert result.returncode == 0, result.explain()
     assert docker_names("container", LABEL) == []
     assert docker_names("network", LABEL) == []
-    assert docker_names("volume", LABEL) == [f"{PREFIX}-pgdata", f"{PREFIX}-sftpdata"]
+    # stack.json outlives a destroy: it still names the volumes and the state kept.
+    assert docker_names("volume", LABEL) == sorted(load_stack(E2E_ENV).volumes)
     assert PERSON_FILE.is_file()
     assert STATE_DIR.is_dir()
 
@@ -267,11 +293,12 @@ def test_purge_asks_for_confirmation():
     assert result.returncode != 0
     assert "YES=1" in result.output, result.explain()
     said = " ".join(result.output.split())
-    for item in (f"Docker volume {PREFIX}-pgdata", f"Docker volume {PREFIX}-sftpdata",
+    volumes = sorted(load_stack(E2E_ENV).volumes)
+    for item in (*(f"Docker volume {volume}" for volume in volumes),
                  f"{STATE_DIR}/", f"{BUILD_DIR}/", f"It keeps {len(backup_names())} backup(s) "
                  f"in {BACKUP_DIR}/"):  # fmt: skip
         assert item in said, result.explain()
-    assert docker_names("volume", LABEL) == [f"{PREFIX}-pgdata", f"{PREFIX}-sftpdata"]
+    assert docker_names("volume", LABEL) == volumes
     assert (BUILD_DIR / "secrets").is_dir()
 
 
@@ -323,7 +350,7 @@ def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
     assert result.returncode == 0, result.explain()
     shutil.copy(manifest, BUILD_DIR / "smoke-manifest.json")
     assert "persistence ok" not in check_persistence().output, "the purge must lose the data"
-    result = make("restore", ENV=E2E_ENV, FROM=str(offsite / PREFIX / kept[-1]), YES="1")
+    result = make("restore", ENV=E2E_ENV, FROM=str(offsite / BACKUP_DIR.name / kept[-1]), YES="1")
     assert result.returncode == 0, result.explain()
     timings["restore after purge + redeploy"] = result.seconds
     # The restore brought back the secrets and the people's credentials: the old
@@ -335,7 +362,7 @@ def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
 def test_a_new_database_volume_is_filled_by_a_restore(timings):
     """The PostgreSQL major upgrade of docs/operations.md, rehearsed within one major."""
     for step in (make("backup", ENV=E2E_ENV), make("destroy", ENV=E2E_ENV),
-                 run(["docker", "volume", "rm", f"{PREFIX}-pgdata"]),
+                 run(["docker", "volume", "rm", *load_stack(E2E_ENV).service("postgres").volumes]),
                  make("deploy", ENV=E2E_ENV)):  # fmt: skip
         assert step.returncode == 0, step.explain()
     assert "persistence ok" not in check_persistence().output, "the database must be new"

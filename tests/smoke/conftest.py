@@ -25,6 +25,8 @@ import yaml
 from mlopskit.environments import check_environment, read_admin, read_connection
 from mlopskit.k8s_tools import ToolError, find_tool
 from mlopskit.people import people_file, read_people
+from mlopskit.stack import StackFileError
+from mlopskit.stack import load_stack as load_stack_file
 
 from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
 from tests.smoke.stack import KUBERNETES_TARGETS, Stack, StackError, load_stack
@@ -79,12 +81,20 @@ def admin(env_name: str) -> dict[str, str]:
     return read_admin(check_environment(env_name))
 
 
-def endpoint_hint(env_name: str, settings: dict, what: str, host: str, port: int) -> str:
-    """Why nothing answers at host:port, and the fix, in words a new user can act on."""
+def endpoint_hint(env_name: str, what: str, host: str, port: int) -> str:
+    """Why nothing answers at host:port, and the fix, in words a new user can act on. A
+    port-forward's log is the one the deploy recorded in build/<env>/stack.json."""
     message = f"nothing answers at {host}:{port} ({what} of environment {env_name})"
-    access = settings.get("mlops_kubernetes_access", "port-forward")
-    if settings.get("mlops_target") in KUBERNETES_TARGETS and access == "port-forward":
-        log = f"build/{env_name}/port-forward-{what.lower()}.log"
+    try:
+        forward = load_stack_file(env_name).services.get(what.lower())
+    except StackFileError:
+        forward = None
+    if forward is not None and forward.log_file is not None:
+        log = (
+            forward.log_file.relative_to(REPO_ROOT)
+            if forward.log_file.is_relative_to(REPO_ROOT)
+            else forward.log_file
+        )
         return (
             f"{message}: its kubectl port-forward is not running (see {log}); "
             f"`make deploy ENV={env_name}` starts it again"
@@ -93,7 +103,7 @@ def endpoint_hint(env_name: str, settings: dict, what: str, host: str, port: int
 
 
 @pytest.fixture(scope="session", autouse=True)
-def endpoints_answer(env_name: str, settings: dict, connection: dict[str, str]) -> None:
+def endpoints_answer(env_name: str, connection: dict[str, str]) -> None:
     """Fail first, with the fix, when MLflow or SFTP does not answer (not with a bare
     `Connection refused` deep inside a client)."""
     tracking = urllib.parse.urlsplit(connection["MLFLOW_TRACKING_URI"])
@@ -106,7 +116,7 @@ def endpoints_answer(env_name: str, settings: dict, connection: dict[str, str]) 
         try:
             socket.create_connection((host, port), timeout=10).close()
         except OSError:
-            pytest.fail(endpoint_hint(env_name, settings, what, host, port))
+            pytest.fail(endpoint_hint(env_name, what, host, port))
 
 
 @pytest.fixture(scope="session")

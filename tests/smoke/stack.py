@@ -2,7 +2,8 @@
 
 The smoke suite asks a `Stack` for each service ("postgres", "sftp", "mlflow"):
 
-- `host_spec(service)`: a pytest-testinfra host spec (`docker://<prefix>-<service>`, or
+- `host_spec(service)`: a pytest-testinfra host spec (`docker://<container>`, the container
+  build/<env>/stack.json names, or
   `kubectl://<pod>?namespace=...&container=...` for the pod the labels select);
 - `exec_argv(service)`: the argv prefix that runs a command in it with stdin attached;
 - `hardening_problems(service)`, `exposure_problems()`, `visible_configuration(service)`,
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from mlopskit.stack import STACK_FILE, StackFileError, read_stack
+from mlopskit.stack import Stack as StackFile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("postgres", "sftp", "mlflow")
@@ -34,11 +37,6 @@ KUBERNETES_TARGETS = frozenset({"kubernetes", "openshift"})
 # (charts/mlops-kit/templates: postgresql.yaml, sftp.yaml, mlflow-deployment.yaml).
 COMPONENTS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
 CONTAINERS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
-# Host ports of the Docker target: settings key and the role's default.
-DOCKER_PUBLISHED = {
-    "mlflow": ("mlops_docker_mlflow_port", 5000),
-    "sftp": ("mlops_docker_sftp_port", 2222),
-}
 # The secrets the Docker target generates under build/<env>/secrets/ that containers must not show.
 DOCKER_SECRET_FILES = (
     "postgres_superuser_password",
@@ -97,7 +95,9 @@ def load_stack(
     if target == "docker":
         return DockerStack.from_settings(env_name, settings, build_dir, run=run)
     if target in KUBERNETES_TARGETS:
-        return KubernetesStack.from_settings(settings, run=run, kubectl=kubectl)
+        return KubernetesStack.from_settings(
+            settings, run=run, kubectl=kubectl, build_dir=build_dir
+        )
     raise StackError(
         f"deploy/{env_name}/settings.yml: mlops_target={target!r}; the smoke suite knows "
         f"docker, {', '.join(sorted(KUBERNETES_TARGETS))}"
@@ -143,16 +143,20 @@ def docker_hardening_problems(config: Mapping[str, Any]) -> list[str]:
 
 
 def docker_exposure_problems(
-    port_bindings: Mapping[str, Mapping[str, Any] | None], settings: Mapping[str, Any]
+    port_bindings: Mapping[str, Mapping[str, Any] | None], stack: StackFile
 ) -> list[str]:
-    """PostgreSQL publishes nothing; MLflow and SFTP exactly their port on the bind address."""
-    bind = str(settings.get("mlops_docker_bind_address", "127.0.0.1"))
+    """Only the services stack.json publishes (MLflow, SFTP) are published, each exactly on
+    its port and bind address; PostgreSQL publishes nothing."""
     problems = []
-    if port_bindings.get("postgres"):
-        problems.append(f"PostgreSQL is published on the host: {port_bindings['postgres']}")
-    for service, (key, default) in DOCKER_PUBLISHED.items():
+    for service in SERVICES:
+        wanted = stack.service(service)
         published = list((port_bindings.get(service) or {}).values())
-        expected = [{"HostIp": bind, "HostPort": str(settings.get(key, default))}]
+        if wanted.published_port is None:
+            if published:
+                name = "PostgreSQL" if service == "postgres" else service
+                problems.append(f"{name} is published on the host: {port_bindings[service]}")
+            continue
+        expected = [{"HostIp": wanted.bind_address, "HostPort": str(wanted.published_port)}]
         if published != [expected]:
             problems.append(f"{service} is published as {published}, expected [{expected}]")
     return problems
@@ -160,11 +164,10 @@ def docker_exposure_problems(
 
 @dataclass
 class DockerStack:
-    """Target docker: containers <prefix>-<service> (ansible/roles/mlops_docker)."""
+    """Target docker: the containers build/<env>/stack.json names (ansible/roles/mlops_docker
+    writes it; the naming rule lives there only)."""
 
-    prefix: str
-    settings: Mapping[str, Any]
-    build_dir: Path
+    stack: StackFile
     run: Runner = field(default=run_command, repr=False)
     target: str = "docker"
 
@@ -176,12 +179,18 @@ class DockerStack:
         build_dir: Path,
         run: Runner = run_command,
     ) -> DockerStack:
-        prefix = settings.get("mlops_docker_name_prefix") or f"mlops-{env_name}"
-        return cls(prefix=str(prefix), settings=settings, build_dir=build_dir, run=run)
+        del settings  # what the deploy made is in stack.json, settings included
+        try:
+            stack = read_stack(build_dir / STACK_FILE, env_name)
+        except StackFileError as exc:
+            raise StackError(str(exc)) from None
+        if stack.target != "docker":
+            raise StackError(f"{stack.path} describes target {stack.target}, not docker")
+        return cls(stack=stack, run=run)
 
     def container(self, service: str) -> str:
         _check_service(service)
-        return f"{self.prefix}-{service}"
+        return self.stack.container(service)
 
     def host_spec(self, service: str) -> str:
         return f"docker://{self.container(service)}"
@@ -197,7 +206,7 @@ class DockerStack:
 
     def exposure_problems(self) -> list[str]:
         bindings = {s: self.inspect(s)["HostConfig"]["PortBindings"] for s in SERVICES}
-        return docker_exposure_problems(bindings, self.settings)
+        return docker_exposure_problems(bindings, self.stack)
 
     def visible_configuration(self, service: str) -> str:
         config = self.inspect(service)["Config"]
@@ -205,7 +214,8 @@ class DockerStack:
 
     def secret_values(self) -> list[str]:
         return [
-            (self.build_dir / "secrets" / name).read_text().strip() for name in DOCKER_SECRET_FILES
+            (self.stack.controller.secrets_dir / name).read_text().strip()
+            for name in DOCKER_SECRET_FILES
         ]
 
 
@@ -400,8 +410,14 @@ class KubernetesStack:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, Any], run: Runner = run_command, kubectl: str = "kubectl"
+        cls,
+        settings: Mapping[str, Any],
+        run: Runner = run_command,
+        kubectl: str = "kubectl",
+        build_dir: Path | None = None,
     ) -> KubernetesStack:
+        """Namespace and release from build/<env>/stack.json when the deploy wrote one (the
+        release as deployed), else from the settings; the cluster connection from the settings."""
         defaults = role_defaults("mlops_kubernetes")
 
         def setting(key: str) -> str:
@@ -412,9 +428,19 @@ class KubernetesStack:
             # A relative kubeconfig (deploy/cluster) is relative to the repository root, as for
             # the role (make runs ansible-playbook there).
             kubeconfig = str(REPO_ROOT / Path(kubeconfig).expanduser())
+        namespace, release = (
+            setting("mlops_kubernetes_namespace"),
+            setting("mlops_kubernetes_release"),
+        )
+        if build_dir is not None and (build_dir / STACK_FILE).is_file():
+            try:
+                deployed = read_stack(build_dir / STACK_FILE, build_dir.name)
+            except StackFileError as exc:
+                raise StackError(str(exc)) from None
+            namespace, release = deployed.namespace, deployed.release
         return cls(
-            namespace=setting("mlops_kubernetes_namespace"),
-            release=setting("mlops_kubernetes_release"),
+            namespace=namespace,
+            release=release,
             target=str(settings.get("mlops_target", "kubernetes")),
             kubeconfig=kubeconfig,
             context=setting("mlops_kubernetes_context"),

@@ -16,6 +16,8 @@ from mlopskit.environments import Environment
 from mlopskit.restore import check_mlflow_version
 from mlopskit.shell import CommandError
 
+from tests.unit.test_stack_file import docker_document
+
 
 def make_backup(directory: Path, files: dict[str, bytes], databases=("mlflow",)) -> Path:
     directory.mkdir(parents=True)
@@ -128,7 +130,7 @@ def test_only_the_docker_target_is_covered(deploy_dir: Path) -> None:
 
 def test_defaults_come_from_the_role_and_are_outside_the_purge(deploy_dir: Path) -> None:
     (deploy_dir / "settings.yml").write_text("mlops_target: docker\n")
-    denv = docker_env(Environment("x"))
+    denv = docker_env(Environment("x"), deployed=False)
     assert denv.prefix == "mlops-x"
     assert denv.state_dir == Path("/var/lib/mlops-kit/mlops-x")
     assert denv.backup_root == Path("/var/backups/mlops-kit/mlops-x")
@@ -140,9 +142,25 @@ def test_settings_override_the_defaults(deploy_dir: Path, tmp_path: Path) -> Non
         "mlops_target: docker\nmlops_docker_name_prefix: p\n"
         f"mlops_docker_backup_dir: {tmp_path}/safe/{{{{ mlops_docker_name_prefix }}}}\n"
     )
-    denv = docker_env(Environment("x"))
-    assert (denv.prefix, denv.container("postgres")) == ("p", "p-postgres")
+    denv = docker_env(Environment("x"), deployed=False)
+    assert denv.prefix == "p"
     assert denv.backup_root == tmp_path / "safe" / "p"
+    with pytest.raises(CommandError, match="make deploy ENV=x"):
+        denv.container("postgres")
+
+
+def test_a_deployed_environment_is_read_from_stack_json(deploy_dir: Path, tmp_path: Path) -> None:
+    (deploy_dir / "settings.yml").write_text("mlops_target: docker\nmlops_docker_name_prefix: p\n")
+    with pytest.raises(CommandError, match=r"build/x/stack.json does not exist"):
+        docker_env(Environment("x"), find_containers=lambda env: {})
+    document = docker_document(tmp_path / "elsewhere")
+    document["backup_dir"] = str(tmp_path / "safe")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "stack.json").write_text(json.dumps(document))
+    for deployed in (True, False):
+        denv = docker_env(Environment("x"), deployed=deployed)
+        assert (denv.prefix, denv.container("postgres")) == ("mlops-x", "pg-c")
+        assert denv.backup_root == tmp_path / "safe"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +179,7 @@ def test_a_backup_dir_that_a_purge_would_delete_is_refused(
         f"mlops_target: docker\nmlops_docker_backup_dir: {value}\n"
     )
     with pytest.raises(CommandError, match=message):
-        docker_env(Environment("x"))
+        docker_env(Environment("x"), deployed=False)
 
 
 # ---------------------------------------------------------------- the SFTP tree
@@ -238,3 +256,13 @@ def test_restored_secrets_keep_the_cluster_s_superuser_password(
     assert (current / "mlflow_admin_password").read_text() == "old"
     assert (current / "postgres_superuser_password").read_text() == "cluster's"
     assert current.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_environment_deployed_before_stack_json_is_found_by_labels(deploy_dir: Path) -> None:
+    """`make upgrade` backs up first: an environment an older version deployed (no
+    stack.json) still gets its backup, with containers found by the role's labels."""
+    (deploy_dir / "settings.yml").write_text("mlops_target: docker\n")
+    labelled = {"postgres": "pg-c", "sftp": "sftp-c", "mlflow": "mlflow-c"}
+    denv = docker_env(Environment("x"), find_containers=lambda env: labelled)
+    assert (denv.prefix, denv.container("sftp")) == ("mlops-x", "sftp-c")
+    assert denv.backup_root == Path("/var/backups/mlops-kit/mlops-x")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlopskit.stack import parse_stack
 
 from tests.smoke.stack import (
     COMPONENTS,
@@ -35,6 +36,20 @@ from tests.smoke.stack import (
     select_pod,
     service_exposure_problems,
 )
+from tests.unit.test_stack_file import docker_document
+
+
+def deployed(build_dir: Path, env: str = "e2e", **services: dict) -> Path:
+    """build_dir with the stack.json a Docker deploy of <env> writes; services override."""
+    document = docker_document(build_dir.parent, env)
+    for key, service in document["services"].items():
+        service["container"] = f"mlops-{env}-{key}"
+        service.update(services.get(key, {}))
+    document["controller"]["secrets_dir"] = str(build_dir / "secrets")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "stack.json").write_text(json.dumps(document))
+    return build_dir
+
 
 CHART_TEMPLATES = REPO_ROOT / "charts" / "mlops-kit" / "templates"
 TEMPLATE_OF = {
@@ -150,21 +165,21 @@ class FakeKubectl:
 # ---------------------------------------------------------------- settings -> names and argv
 
 
-def test_docker_names_follow_the_prefix(tmp_path: Path) -> None:
-    stack = load_stack("e2e", example_settings("e2e"), tmp_path)
+def test_docker_names_come_from_stack_json(tmp_path: Path) -> None:
+    stack = load_stack("e2e", example_settings("e2e"), deployed(tmp_path / "e2e"))
     assert isinstance(stack, DockerStack)
     assert stack.target == "docker"
     assert stack.host_spec("postgres") == "docker://mlops-e2e-postgres"
     assert stack.exec_argv("mlflow") == ["docker", "exec", "-i", "mlops-e2e-mlflow"]
 
 
-def test_docker_prefix_defaults_to_the_environment_name(tmp_path: Path) -> None:
-    stack = load_stack("staging", {"mlops_target": "docker"}, tmp_path)
-    assert stack.host_spec("sftp") == "docker://mlops-staging-sftp"
+def test_docker_without_stack_json_says_to_deploy(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match=r"build/staging/stack.json does not exist"):
+        load_stack("staging", {"mlops_target": "docker"}, tmp_path / "staging")
 
 
 def test_unknown_service_is_refused(tmp_path: Path) -> None:
-    stack = load_stack("e2e", example_settings("e2e"), tmp_path)
+    stack = load_stack("e2e", example_settings("e2e"), deployed(tmp_path / "e2e"))
     with pytest.raises(ValueError, match="unknown service 'postgresql'"):
         stack.host_spec("postgresql")
 
@@ -490,8 +505,11 @@ def test_docker_weakened_setting_is_reported(section, key, value, problem) -> No
     assert problem in problems[0]
 
 
-def test_docker_exposure() -> None:
-    settings = {"mlops_docker_bind_address": "127.0.0.1", "mlops_docker_mlflow_port": 18500}
+def test_docker_exposure(tmp_path: Path) -> None:
+    document = docker_document(tmp_path)
+    document["services"]["mlflow"]["published_port"] = 18500
+    document["services"]["sftp"]["published_port"] = 2222
+    settings = parse_stack(document, tmp_path / "x" / "stack.json")
     bindings = {
         "postgres": {},
         "mlflow": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18500"}]},
@@ -518,7 +536,9 @@ def test_docker_stack_reads_inspect_and_secrets(tmp_path: Path) -> None:
         calls.append(list(argv))
         return json.dumps([inspect_document()])
 
-    stack = DockerStack.from_settings("e2e", {"mlops_target": "docker"}, tmp_path, run=run)
+    stack = DockerStack.from_settings(
+        "e2e", {"mlops_target": "docker"}, deployed(tmp_path), run=run
+    )
     assert stack.secret_values() == ["value-0", "value-1", "value-2", "value-3"]
     assert stack.visible_configuration("mlflow") == "A=1 server"
     assert stack.hardening_problems("sftp") == []
@@ -526,3 +546,15 @@ def test_docker_stack_reads_inspect_and_secrets(tmp_path: Path) -> None:
         ["docker", "inspect", "mlops-e2e-mlflow"],
         ["docker", "inspect", "mlops-e2e-sftp"],
     ]
+
+
+def test_kubernetes_release_comes_from_stack_json(tmp_path: Path) -> None:
+    document = docker_document(tmp_path, "k")
+    document.update(target="kubernetes", namespace="deployed-ns", release="deployed-rel")
+    document["services"] = {"mlflow": {"service": "s", "port": 5000}}
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "stack.json").write_text(json.dumps(document))
+    settings = {"mlops_target": "kubernetes", "mlops_kubernetes_namespace": "other"}
+    stack = load_stack("k", settings, tmp_path / "k")
+    assert isinstance(stack, KubernetesStack)
+    assert (stack.namespace, stack.release) == ("deployed-ns", "deployed-rel")
