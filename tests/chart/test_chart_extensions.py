@@ -1,5 +1,5 @@
-"""Extension points (extraEnv ... extraObjects), the render guards, the checksum annotations
-that roll every consumer of a Secret, and the OpenShift example's explicit mode (issue 13)."""
+"""Extension points (extraEnv ... extraObjects), the render guards and the OpenShift
+example's explicit mode (issue 13)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from chartlib import (
     pod_specs,
     render_notes,
 )
-from conftest import ED25519_PUBLIC, EXISTING_SECRETS
+from conftest import EXISTING_SECRETS
 from test_chart_render import KUBERNETES_VERSION
 from test_chart_security import restricted_v2_violations
 
@@ -210,95 +210,8 @@ def test_hpa_min_above_max_is_refused(helm: Path) -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 3)
 
 
-# ---------- checksum annotations: a rotation rolls every consumer ----------
-
 # No generated RSA keys (slow): every Secret exists already, no test accounts.
 QUICK = merged(EXISTING_SECRETS, {"tests": {"accounts": False}})
-
-
-def checksums(rendered: Rendered) -> dict[str, dict[str, str]]:
-    return {
-        component: {
-            k: v
-            for k, v in (
-                pod_template(rendered, component)["metadata"].get("annotations") or {}
-            ).items()
-            if k.startswith("checksum/")
-        }
-        for component in WORKLOADS
-    }
-
-
-def test_every_workload_carries_the_checksum_of_its_secrets(helm: Path) -> None:
-    sums = checksums(helm_template(helm, QUICK))
-    for component in WORKLOADS:
-        assert "checksum/secrets" in sums[component], component
-    assert "checksum/config" in sums["mlflow"]
-    assert "checksum/config" in sums["sftp"]
-
-
-@pytest.mark.parametrize(
-    ("change", "rolled"),
-    [
-        (
-            {"postgresql": {"auth": {"existingSecret": "team-postgresql-2"}}},
-            {"mlflow", "postgresql"},
-        ),
-        ({"sftp": {"hostKeys": {"existingSecret": "team-sftp-host-keys-2"}}}, {"mlflow", "sftp"}),
-        (
-            {"mlflow": {"sftpClientKey": {"existingSecret": "team-mlflow-sftp-key-2"}}},
-            {"mlflow", "sftp"},
-        ),
-        ({"mlflow": {"auth": {"existingSecret": "team-mlflow-auth-2"}}}, {"mlflow"}),
-    ],
-    ids=["postgresql", "host-keys", "client-key", "auth"],
-)
-def test_a_changed_secret_rolls_every_consumer(
-    helm: Path, change: dict[str, Any], rolled: set[str]
-) -> None:
-    before = checksums(helm_template(helm, QUICK))
-    after = checksums(helm_template(helm, merged(QUICK, change)))
-    changed = {
-        c
-        for c in WORKLOADS
-        if before[c].get("checksum/secrets") != after[c].get("checksum/secrets")
-    }
-    assert changed == rolled
-
-
-def test_external_known_hosts_roll_mlflow(helm: Path) -> None:
-    base = merged(
-        QUICK,
-        {"sftp": {"enabled": False}, "externalSftp": {"host": "files.example.com"}},
-    )
-    line = f"files.example.com {ED25519_PUBLIC}"
-    one = helm_template(helm, merged(base, {"externalSftp": {"knownHosts": line}}))
-    two = helm_template(
-        helm,
-        merged(
-            base, {"externalSftp": {"knownHosts": line + "\n" + line.replace("files", "files2")}}
-        ),
-    )
-    key = "checksum/config"
-    assert (
-        pod_template(one, "mlflow")["metadata"]["annotations"][key]
-        != pod_template(two, "mlflow")["metadata"]["annotations"][key]
-    )
-
-
-def test_checksums_are_stable_under_helm_template(helm: Path) -> None:
-    """GitOps renders the chart without a cluster: the new checksums must not churn."""
-    one, two = checksums(helm_template(helm, QUICK)), checksums(helm_template(helm, QUICK))
-    for component in WORKLOADS:
-        for key in ("checksum/secrets", "checksum/config"):
-            assert one[component].get(key) == two[component].get(key), (component, key)
-
-
-def test_checksums_hash_the_live_secret_data() -> None:
-    """A Secret rotated in the cluster changes the checksum at the next upgrade (lookup)."""
-    text = (REPO_ROOT / "charts/mlops-kit/templates/_helpers.tpl").read_text()
-    helper = text.split('define "mlops-kit.checksum.secrets"')[1].split("{{- end -}}\n")[0:3]
-    assert 'lookup "v1" "Secret" $ctx.Release.Namespace .' in "".join(helper)
 
 
 # ---------- the OpenShift example environment ----------
