@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
-from chartlib import REPO_ROOT, helm_template
+from chartlib import RELEASE, REPO_ROOT, helm_template
 from conftest import ALICE_KEY
 
 ANSIBLE_PLAYBOOK = REPO_ROOT / ".venv" / "bin" / "ansible-playbook"
+ROLE_DIR = REPO_ROOT / "ansible" / "roles" / "mlops_kubernetes"
 PLAYBOOK = """
 - hosts: localhost
   gather_facts: false
@@ -126,3 +128,25 @@ def test_direct_artifacts_use_each_person_single_key(helm: Path, tmp_path: Path)
         "person-bob": f"dvc ro {keys['bob']}\nartifacts ro {keys['bob']}",
         "person-carol": f"artifacts rw {keys['carol']}",
     }
+
+
+def test_the_role_finds_exactly_the_people_secret(helm: Path) -> None:
+    """The role's label selector (vars/main.yml, used by rotate-user and connection.env) and the
+    chart's labels (templates/secrets.yaml) are two copies of one fact: they must pick the
+    people Secret, and only it, whatever the release's names."""
+    role_vars = yaml.safe_load((ROLE_DIR / "vars" / "main.yml").read_text())
+    selectors = [
+        jinja2.Template(s).render(mlops_kubernetes_release=RELEASE)
+        for s in role_vars["mlops_kubernetes_people_secret_selectors"]
+    ]
+    wanted = dict(s.split("=", 1) for s in selectors)
+    rendered = helm_template(
+        helm, {"fullnameOverride": "team-tracking", "people": [{"name": "bob", "mlflow": "reader"}]}
+    )
+    picked = [
+        doc
+        for doc in rendered.of_kind("Secret")
+        if wanted.items() <= (doc["metadata"].get("labels") or {}).items()
+    ]
+    assert len(picked) == 1, [d["metadata"]["name"] for d in picked]
+    assert {"people.json", "bob.password"} <= set(picked[0]["data"])
