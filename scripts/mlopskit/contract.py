@@ -31,11 +31,11 @@ TYPES = {"string", "int", "bool", "enum", "path", "uri", "list", "size", "mebiby
 SECRET_KINDS = (True, False, "mounted secret", "mounted file")
 SETTING_KEYS = {
     "name", "type", "description", "default", "required", "secret", "min", "max", "values",
-    "group", "docker", "chart",
+    "group", "docker", "chart", "keep_empty",
 }  # fmt: skip
 IMAGE_KEYS = {"title", "port", "volume", "paths", "settings"}
 PATH_KEYS = {"path", "kind", "description"}
-PROFILE_KEYS = {"type", "value", "description", "min", "max", "docker", "chart"}
+PROFILE_KEYS = {"type", "value", "description", "min", "max", "values", "docker", "chart"}
 MLFLOW_GROUPS = ("database", "authentication", "artifacts", "server")
 
 
@@ -59,6 +59,7 @@ class Setting:
     group: str = ""
     docker: str = ""
     chart: str = ""
+    keep_empty: bool = False
 
     @property
     def is_secret(self) -> bool:
@@ -74,6 +75,11 @@ class Image:
     volume: str
     paths: tuple[dict[str, str], ...]
     settings: tuple[Setting, ...]
+
+    @property
+    def port_setting(self) -> str:
+        """The variable of the image's listen port (its default is `port`)."""
+        return f"{self.name.upper()}_PORT"
 
     def setting(self, name: str) -> Setting:
         return next(s for s in self.settings if s.name == name)
@@ -128,9 +134,13 @@ def _check_keys(where: str, raw: Any, allowed: set[str], required: set[str]) -> 
 
 def _check_value(where: str, setting: Setting, value: Any) -> None:
     expected: dict[str, type | tuple[type, ...]] = {"int": int, "mebibytes": int, "bool": bool}
-    kind = expected.get(setting.type, str)
+    # A list is a YAML list in the profile, a space- or comma-separated string in an image.
+    kind = (list, str) if setting.type == "list" else expected.get(setting.type, str)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _fail(where, f"default {value!r} is not of type {setting.type}")
+    unknown = [v for v in value if v not in setting.values] if isinstance(value, list) else []
+    if setting.values and unknown:
+        raise _fail(where, f"default items {unknown} are not among {list(setting.values)}")
     if setting.min is not None and value < setting.min:
         raise _fail(where, f"default {value} is below min {setting.min}")
     if setting.max is not None and value > setting.max:
@@ -144,8 +154,10 @@ def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
         raise _fail(f"{where}.type", f"{raw.get('type')!r} must be one of {sorted(TYPES)}")
     if raw.get("secret", False) not in SECRET_KINDS:
         raise _fail(f"{where}.secret", "must be true, false, 'mounted secret' or 'mounted file'")
-    if (raw["type"] == "enum") != ("values" in raw):
-        raise _fail(where, "type enum needs values, and only enums have values")
+    if raw["type"] == "enum" and "values" not in raw:
+        raise _fail(where, "type enum needs values")
+    if "values" in raw and raw["type"] not in {"enum", "list"}:
+        raise _fail(where, "only enums and lists (their items) have values")
     if ("min" in raw or "max" in raw) and raw["type"] not in {"int", "mebibytes"}:
         raise _fail(where, "min and max are for int settings")
     setting = Setting(
@@ -161,6 +173,7 @@ def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
         group=raw.get("group", ""),
         docker=raw.get("docker", ""),
         chart=raw.get("chart", ""),
+        keep_empty=raw.get("keep_empty", False),
     )
     if setting.required and "default" in raw:
         raise _fail(where, "a required setting has no default")
@@ -191,7 +204,7 @@ def parse_contract(data: Any) -> Contract:
             raise _fail(where, f"settings listed twice: {', '.join(duplicates)}")
         for index, raw_path in enumerate(raw_image["paths"]):
             _check_keys(f"{where}.paths[{index}]", raw_path, PATH_KEYS, PATH_KEYS)
-        images[image_name] = Image(
+        image = Image(
             name=image_name,
             title=raw_image["title"],
             port=raw_image["port"],
@@ -199,6 +212,11 @@ def parse_contract(data: Any) -> Contract:
             paths=tuple(raw_image["paths"]),
             settings=tuple(settings),
         )
+        if image.port_setting not in names:
+            raise _fail(where, f"needs a setting {image.port_setting}, the listen port")
+        if image.setting(image.port_setting).default != image.port:
+            raise _fail(f"{where}.port", f"differs from the default of {image.port_setting}")
+        images[image_name] = image
     profile = {}
     for name, raw in data["profile"].items():
         where = f"profile.{name}"
@@ -414,6 +432,62 @@ def render_entrypoint(contract: Contract, text: str) -> str:
     return replace_block(text, "mlflow settings", body, ("# ", ""), "images/mlflow/entrypoint.py")
 
 
+SHELL_UNSAFE = re.compile(r'[$`"\\}]')
+
+
+def shell_defaults(image: Image, only: tuple[str, ...] = ()) -> list[str]:
+    """`: "${NAME:=default}"` lines (`=` where an empty value means something)."""
+    lines = []
+    for setting in image.settings:
+        if setting.default is None or (only and setting.name not in only):
+            continue
+        value = setting.default
+        value = yaml_scalar(value) if isinstance(value, bool) else str(value)
+        if SHELL_UNSAFE.search(value):
+            raise _fail(setting.name, f"default {value!r} cannot go in a shell default")
+        operator = "=" if setting.keep_empty else ":="
+        lines.append(f': "${{{setting.name}{operator}{value}}}"')
+    return lines
+
+
+def _image_file_renderer(image: str, kind: str) -> Callable[[Contract, str], str]:
+    """Renderer of the generated block of one of an image's files (entrypoint, healthcheck,
+    Dockerfile): its defaults, its port and the profile's UID."""
+
+    def render(contract: Contract, text: str) -> str:
+        spec = contract.images[image]
+        port_name = spec.port_setting
+        if kind == "entrypoint":
+            lines = shell_defaults(spec)
+            if image == "sftp":
+                types = " ".join(contract.profile["sftp_host_key_types"].default)
+                lines.append(f"GENERATED_HOST_KEY_TYPES=({types})")
+        elif kind == "healthcheck":
+            lines = shell_defaults(spec, only=(port_name,))
+        elif kind == "healthcheck.py":
+            lines = [f"DEFAULT_PORT = {spec.setting(port_name).default}"]
+        else:
+            lines = [f"USER {contract.profile['uid'].default}:0", f"EXPOSE {spec.port}/tcp"]
+        return replace_block(text, "contract", "\n".join(lines), ("# ", ""), f"images/{image}")
+
+    return render
+
+
+IMAGE_FILES: dict[Path, Callable[[Contract, str], str]] = {
+    REPO_ROOT / "images" / image / file: _image_file_renderer(image, kind)
+    for image, file, kind in (
+        ("postgres", "entrypoint.sh", "entrypoint"),
+        ("sftp", "entrypoint.sh", "entrypoint"),
+        ("postgres", "healthcheck.sh", "healthcheck"),
+        ("sftp", "healthcheck.sh", "healthcheck"),
+        ("mlflow", "healthcheck.py", "healthcheck.py"),
+        ("postgres", "Dockerfile", "dockerfile"),
+        ("sftp", "Dockerfile", "dockerfile"),
+        ("mlflow", "Dockerfile", "dockerfile"),
+    )
+}
+
+
 def _set_target_defaults(contract: Contract, text: str, target: str, source: str) -> str:
     for knob in contract.knobs():
         if path := getattr(knob, target):
@@ -481,7 +555,9 @@ def render_chart_schema(contract: Contract, text: str) -> str:
                 ) from None
         if knob.min is not None:
             node["minimum"], node["maximum"] = knob.min, knob.max
-        if knob.values:
+        if knob.values and knob.type == "list":
+            node["items"] = {"type": "string", "enum": list(knob.values)}
+        elif knob.values:
             node["enum"] = list(knob.values)
     return json.dumps(schema, indent=2) + "\n"
 
@@ -516,6 +592,7 @@ GENERATED: dict[Path, Renderer] = {
     CHART / "values.schema.json": render_chart_schema,
     DOCS / "kubernetes.md": render_kubernetes_doc,
     DOCS / "docker.md": render_docker_doc,
+    **IMAGE_FILES,
 }
 
 

@@ -315,6 +315,8 @@ def test_helm_test_attacks_with_the_test_accounts(matrix_renders: dict[str, Rend
         "/tmp/sftp/home/.ssh/authorized_keys",
         "/etc/sftp/host-keys/ssh_host_ecdsa_key",
         "/tmp/sftp/host-keys/ssh_host_ecdsa_key",
+        "/etc/sftp/host-keys/ssh_host_rsa_key",
+        "/tmp/sftp/host-keys/ssh_host_rsa_key",
     } <= set(protected)
     assert {"/", "/data", "/data/artifacts", "/tmp/sftp"} <= set(
         env["SMOKE_SFTP_OUTSIDE_DIRS"].split(",")

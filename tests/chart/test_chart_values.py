@@ -49,11 +49,14 @@ def test_defaults_generate_every_secret_and_keep_them(matrix_renders: dict[str, 
         password=None,
     )
     assert isinstance(key, rsa.RSAPrivateKey), "pysftp needs an RSA key"
-    host = serialization.load_pem_private_key(
-        base64.b64decode(secrets["smoke-mlops-kit-sftp-host-keys"]["data"]["ssh_host_ecdsa_key"]),
-        password=None,
-    )
-    assert isinstance(host, ec.EllipticCurvePrivateKey)
+    host_keys = {
+        name: serialization.load_pem_private_key(base64.b64decode(value), password=None)
+        for name, value in secrets["smoke-mlops-kit-sftp-host-keys"]["data"].items()
+    }
+    # The profile's types (images/contract.yaml), the same as the Docker target's.
+    assert set(host_keys) == {"ssh_host_ecdsa_key", "ssh_host_rsa_key"}
+    assert isinstance(host_keys["ssh_host_ecdsa_key"], ec.EllipticCurvePrivateKey)
+    assert isinstance(host_keys["ssh_host_rsa_key"], rsa.RSAPrivateKey)
 
 
 def test_secrets_are_looked_up_before_generating() -> None:
@@ -183,6 +186,15 @@ def test_route_host_is_required_when_it_cannot_be_found(helm: Path) -> None:
         helm_template(helm, {}, OPENSHIFT_API)
 
 
+def test_sftp_host_key_types_choose_the_generated_keys(helm: Path) -> None:
+    rendered = helm_template(helm, {"sftp": {"hostKeys": {"types": ["rsa"]}}})
+    secret = rendered.get("Secret", "-sftp-host-keys")
+    assert set(secret["data"]) == {"ssh_host_rsa_key"}
+    protected = env_map(rendered.get("Pod", "-smoke-test")["spec"]["containers"][0])
+    assert "ssh_host_rsa_key" in protected["SMOKE_SFTP_PROTECTED_FILES"]
+    assert "ecdsa" not in protected["SMOKE_SFTP_PROTECTED_FILES"]
+
+
 def test_sftp_service_type(helm: Path) -> None:
     rendered = helm_template(helm, {"sftp": {"service": {"type": "NodePort", "nodePort": 30222}}})
     service = rendered.get("Service", "-sftp")
@@ -202,6 +214,9 @@ BAD_VALUES = [
     ({"sftp": {"service": {"type": "Route"}}}, "/sftp/service/type"),
     ({"sftp": {"service": {"nodePort": 80}}}, "/sftp/service/nodePort"),
     ({"sftp": {"username": "Root User"}}, "/sftp/username"),
+    # OpenSSH cannot load the PKCS#8 ed25519 keys Helm writes; no types means no host key.
+    ({"sftp": {"hostKeys": {"types": ["ed25519"]}}}, "/sftp/hostKeys/types/0"),
+    ({"sftp": {"hostKeys": {"types": []}}}, "/sftp/hostKeys/types"),
     (
         {"sftp": {"authorizedKeys": {"bob": ED25519_PUBLIC}}},
         "additional properties 'authorizedKeys' not allowed",

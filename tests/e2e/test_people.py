@@ -176,7 +176,7 @@ def test_people_cannot_read_secrets_or_mlflow_artifacts():
         output = openssh(
             connection(name),
             # The Docker target mounts the host keys; sshd reads private copies in /tmp/sftp.
-            "-get /etc/sftp/host-keys/ssh_host_ed25519_key /dev/null\n"
+            "-get /etc/sftp/host-keys/ssh_host_ecdsa_key /dev/null\n"
             "-get /tmp/sftp/host-keys/ssh_host_rsa_key /dev/null\n"
             "-get /tmp/sftp/sshd_config /dev/null\n"
             "-put /etc/hostname /tmp/sftp/home/.ssh/authorized_keys\n"

@@ -83,7 +83,7 @@ class Sftp:
         return self.container.host_port(2222)
 
     def host_public_key(self) -> str:
-        return self.container.exec("cat", "/data/.host-keys/ssh_host_ed25519_key.pub").strip()
+        return self.container.exec("cat", "/data/.host-keys/ssh_host_ecdsa_key.pub").strip()
 
 
 def write_access_dir(directory: Path, grants: dict[str, tuple[str, str, KeyPair]]) -> Path:

@@ -24,8 +24,8 @@ READER = "helm-test-reader"
 PROTECTED_FILES = [
     "/tmp/sftp/sshd_config",
     "/tmp/sftp/home/.ssh/authorized_keys",
-    "/tmp/sftp/host-keys/ssh_host_ed25519_key",
-    "/data/.host-keys/ssh_host_ed25519_key",
+    "/tmp/sftp/host-keys/ssh_host_ecdsa_key",
+    "/data/.host-keys/ssh_host_ecdsa_key",
     "/etc/sftp/access/mlflow",
 ]
 OUTSIDE_DIRS = ["/", "/data", "/data/artifacts", "/data/.host-keys", "/tmp/sftp", "/etc", "/proc"]

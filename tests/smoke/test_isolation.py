@@ -23,9 +23,9 @@ DVC_AREA = "/data/dvc"
 SECRET_FILES = (
     "/tmp/sftp/sshd_config",
     "/tmp/sftp/home/.ssh/authorized_keys",
-    "/tmp/sftp/host-keys/ssh_host_ed25519_key",
-    "/data/.host-keys/ssh_host_ed25519_key",
-    "/etc/sftp/host-keys/ssh_host_ed25519_key",
+    "/tmp/sftp/host-keys/ssh_host_ecdsa_key",
+    "/data/.host-keys/ssh_host_ecdsa_key",
+    "/etc/sftp/host-keys/ssh_host_ecdsa_key",
     "/etc/sftp/access/mlflow",
     "/proc/1/environ",
 )
