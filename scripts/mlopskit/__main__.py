@@ -90,14 +90,17 @@ def add_host_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _deps_lock(args: argparse.Namespace) -> None:
-    from .lock import lock_all
+    from .lock import LOCKS, lock_all
 
-    lock_all(args.which or ["dev", "mlflow"])
+    # Checked here: argparse (3.11) rejects an empty nargs="*" list against `choices`.
+    if unknown := sorted(set(args.which) - set(LOCKS)):
+        raise CommandError(f"unknown lock(s) {unknown}; choose from {', '.join(LOCKS)}")
+    lock_all(args.which or list(LOCKS))
 
 
 def add_deps_commands(sub: argparse._SubParsersAction) -> None:
     lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
-    lock.add_argument("which", nargs="*", choices=["dev", "mlflow"], help="default: both")
+    lock.add_argument("which", nargs="*", help="dev, mlflow or both (the default)")
     lock.set_defaults(func=_deps_lock)
 
 
