@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+MLOPSKIT := $(BIN)/mlopskit
 VENV_STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/scripts
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -18,29 +19,31 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST) | sort
 
-$(VENV_STAMP): requirements/dev.lock
+# The project itself goes in editable (the `mlopskit` command), on the lock's setuptools.
+$(VENV_STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create .venv with the pinned tools
 
 .PHONY: lock
-lock: ## Re-resolve requirements/*.in and images/mlflow/requirements.in into lock files
-	$(PY) -m mlopskit lock
+lock: $(VENV_STAMP) ## Re-resolve requirements/*.in and images/mlflow/requirements.in into lock files
+	$(MLOPSKIT) deps lock
 
 .PHONY: images
 images: $(VENV_STAMP) ## Build the three service images (no registry needed)
-	$(PY) -m mlopskit images
+	$(MLOPSKIT) image build
 
 .PHONY: generate
 generate: $(VENV_STAMP) ## Write the tables, defaults and limits generated from images/contract.yaml
-	$(PY) -m mlopskit generate
+	$(MLOPSKIT) contract generate
 
 .PHONY: lint
 lint: $(VENV_STAMP) ## ruff, shellcheck, yamllint and a check that generated files are fresh
-	$(PY) -m mlopskit generate --check
+	$(MLOPSKIT) contract generate --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	git ls-files -z --cached --others --exclude-standard '*.sh' '.ci/run' | xargs -0 -r $(BIN)/shellcheck -x

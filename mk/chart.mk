@@ -4,8 +4,8 @@
 HELM_STAMP := build/tools/.helm-found
 
 $(HELM_STAMP): requirements/k8s-tools.txt scripts/mlopskit/k8s_tools.py | $(VENV_STAMP)
-	$(PY) -m mlopskit.k8s_tools helm
-	$(PY) -m mlopskit.k8s_tools kubectl
+	$(MLOPSKIT) host helm
+	$(MLOPSKIT) host kubectl
 	@mkdir -p $(@D) && touch $@
 
 .PHONY: helm-fetch
@@ -13,5 +13,5 @@ helm-fetch: $(HELM_STAMP) ## Find helm and kubectl on PATH, or fetch the pinned 
 
 .PHONY: test-chart
 test-chart: $(VENV_STAMP) $(HELM_STAMP) ## helm lint + the chart tests (schemas, restricted-v2, contract)
-	"$$($(PY) -m mlopskit.k8s_tools helm)" lint --strict charts/mlops-kit
+	"$$($(MLOPSKIT) host helm)" lint --strict charts/mlops-kit
 	$(BIN)/pytest tests/chart

@@ -9,7 +9,7 @@ PROFILE ?= kubernetes
 
 .PHONY: cluster
 cluster: $(VENV_STAMP) $(HELM_STAMP) ## Start (or find) the throwaway cluster; PROFILE=openshift for the OpenShift-like one
-	$(PY) -m mlopskit.cluster up --profile $(PROFILE)
+	$(MLOPSKIT) cluster up --profile $(PROFILE)
 
 # `make test` starts this before the image tests: when the binaries are not cached yet, their
 # 10-minute Go build runs in the background at the lowest CPU priority, in the idle time of the
@@ -17,25 +17,25 @@ cluster: $(VENV_STAMP) $(HELM_STAMP) ## Start (or find) the throwaway cluster; P
 .PHONY: cluster-prebuild
 cluster-prebuild: $(VENV_STAMP)
 	@mkdir -p build
-	@setsid nice -n 19 $(PY) -m mlopskit.cluster build >build/cluster-build.log 2>&1 </dev/null &
+	@setsid nice -n 19 $(MLOPSKIT) cluster build >build/cluster-build.log 2>&1 </dev/null &
 	@echo "cluster binaries: built or found in the background (log: build/cluster-build.log)"
 
 .PHONY: cluster-down
 cluster-down: $(VENV_STAMP) ## Stop the throwaway cluster, remove its state and restore the host settings it changed
-	$(PY) -m mlopskit.cluster down
+	$(MLOPSKIT) cluster down
 
 .PHONY: cluster-status
 cluster-status: $(VENV_STAMP) ## Which components of the throwaway cluster run
-	$(PY) -m mlopskit.cluster status
+	$(MLOPSKIT) cluster status
 
 # The chart and the role on the cluster (tests/cluster), in both profiles: deploy, idempotency,
 # smoke (kubectl backend), helm test, pod restart, destroy/redeploy, purge; then the OpenShift-like
 # profile as a project admin. Builds the images; leaves the cluster down (host settings restored).
 .PHONY: test-cluster
 test-cluster: $(VENV_STAMP) $(HELM_STAMP) images ## Deploy to the throwaway cluster (both profiles) through Ansible and check it end to end
-	$(PY) -m mlopskit chromium >/dev/null
-	$(PY) -m mlopskit.cluster up --profile kubernetes --switch
+	$(MLOPSKIT) host chromium >/dev/null
+	$(MLOPSKIT) cluster up --profile kubernetes --switch
 	$(BIN)/pytest -x tests/cluster/test_kubernetes_profile.py
-	$(PY) -m mlopskit.cluster up --profile openshift --switch
+	$(MLOPSKIT) cluster up --profile openshift --switch
 	$(BIN)/pytest -x tests/cluster/test_openshift_profile.py
-	$(PY) -m mlopskit.cluster down
+	$(MLOPSKIT) cluster down

@@ -9,29 +9,29 @@ YES ?=
 
 .PHONY: deploy
 deploy: $(VENV_STAMP) ## Deploy the stack of deploy/$(ENV) (ENV=local by default) and print how to connect
-	$(PY) -m mlopskit env-check $(ENV)
+	$(MLOPSKIT) stack check $(ENV)
 	$(ANSIBLE_PLAYBOOK) ansible/deploy.yml
-	@$(PY) -m mlopskit info $(ENV)
+	@$(MLOPSKIT) stack info $(ENV)
 
 .PHONY: info
 info: $(VENV_STAMP) ## Print the connection settings of $(ENV), secrets masked
-	@$(PY) -m mlopskit info $(ENV)
+	@$(MLOPSKIT) stack info $(ENV)
 
 .PHONY: smoke
 smoke: $(VENV_STAMP) ## End-to-end checks of a deployed $(ENV) with the stock mlflow and dvc clients
-	$(PY) -m mlopskit env-check $(ENV)
-	$(PY) -m mlopskit chromium >/dev/null
+	$(MLOPSKIT) stack check $(ENV)
+	$(MLOPSKIT) host chromium >/dev/null
 	MLOPS_ENV=$(ENV) $(BIN)/pytest tests/smoke
 
 .PHONY: destroy
 destroy: $(VENV_STAMP) ## Remove containers + network of $(ENV); PURGE=1 also volumes and secrets (YES=1: no prompt)
-	$(PY) -m mlopskit env-check $(ENV)
-	$(if $(filter 1 true yes,$(PURGE)),YES=$(YES) $(PY) -m mlopskit confirm-purge $(ENV))
+	$(MLOPSKIT) stack check $(ENV)
+	$(if $(filter 1 true yes,$(PURGE)),YES=$(YES) $(MLOPSKIT) stack confirm-purge $(ENV))
 	$(ANSIBLE_PLAYBOOK) ansible/destroy.yml -e mlops_purge=$(if $(filter 1 true yes,$(PURGE)),true,false)
 
 .PHONY: test-e2e
 test-e2e: $(VENV_STAMP) ## Deploy the isolated e2e env, smoke, idempotency, restart, destroy
-	$(PY) -m mlopskit chromium >/dev/null
+	$(MLOPSKIT) host chromium >/dev/null
 	$(BIN)/pytest -x tests/e2e
 
 # People (deploy/$(ENV)/people.yml): each command edits the list, then converges like `make deploy`.
@@ -42,15 +42,15 @@ PUBKEY ?=
 
 .PHONY: add-user
 add-user: $(VENV_STAMP) ## Give NAME their own MLflow account and SFTP key in $(ENV) (ROLE=reader|editor|admin DVC=read|write|none PUBKEY=file.pub)
-	$(PY) -m mlopskit add-user $(ENV) "$(NAME)" --role "$(ROLE)" --dvc "$(DVC)" --pubkey "$(PUBKEY)"
+	$(MLOPSKIT) people add $(ENV) "$(NAME)" --role "$(ROLE)" --dvc "$(DVC)" --pubkey "$(PUBKEY)"
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)
 
 .PHONY: remove-user
 remove-user: $(VENV_STAMP) ## Revoke NAME's MLflow login and SFTP key in $(ENV) (their runs and data stay)
-	$(PY) -m mlopskit remove-user $(ENV) "$(NAME)"
+	$(MLOPSKIT) people remove $(ENV) "$(NAME)"
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)
 
 .PHONY: rotate-user
 rotate-user: $(VENV_STAMP) ## New password and key pair for NAME in $(ENV) (PUBKEY=file.pub: their new public key)
-	$(PY) -m mlopskit rotate-user $(ENV) "$(NAME)" --pubkey "$(PUBKEY)"
+	$(MLOPSKIT) people rotate $(ENV) "$(NAME)" --pubkey "$(PUBKEY)"
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)

@@ -6,20 +6,20 @@ KEEP ?=
 
 .PHONY: backup
 backup: $(VENV_STAMP) ## Back up the databases, SFTP data and secrets of $(ENV) (KEEP=N: keep the newest N)
-	$(PY) -m mlopskit backup $(ENV) $(if $(KEEP),--keep $(KEEP))
+	$(MLOPSKIT) stack backup $(ENV) $(if $(KEEP),--keep $(KEEP))
 
 # The restore leaves MLflow stopped and forgets which image migrated the databases; the deploy
 # after it migrates the restored schema if need be and starts MLflow on the restored secrets.
 .PHONY: restore
 restore: $(VENV_STAMP) ## Restore $(ENV) from FROM=<backup dir> (default: latest; YES=1: no prompt), then deploy
-	YES=$(YES) $(PY) -m mlopskit restore $(ENV) $(FROM)
+	YES=$(YES) $(MLOPSKIT) stack restore $(ENV) $(FROM)
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)
 
 # Image tags come from images/versions.env: after bumping a version, deploy re-creates the
 # containers on the new images and the MLflow migration runs once, after the backup.
 .PHONY: upgrade
 upgrade: $(VENV_STAMP) ## Back up $(ENV) (Docker target), rebuild the images, redeploy (migrations run once)
-	$(PY) -m mlopskit env-check $(ENV)
-	$(PY) -m mlopskit pre-upgrade $(ENV)
+	$(MLOPSKIT) stack check $(ENV)
+	$(MLOPSKIT) stack pre-upgrade $(ENV)
 	$(MAKE) --no-print-directory images
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)

@@ -1,33 +1,26 @@
-"""Command line of the repository's tooling: python -m mlopskit COMMAND (see `make help`)."""
+"""The repository's tooling: mlopskit GROUP COMMAND (what the Makefile's targets run).
+
+Installed by `make venv` as .venv/bin/mlopskit; `python -m mlopskit` is the same command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from .docker_cli import add_commands as add_docker_commands
+from .cluster.cli import add_commands as add_cluster_commands
+from .docker_cli import add_people_commands, add_stack_commands
 from .shell import CommandError
 from .versions import IMAGE_NAMES
 
 
-def _images(args: argparse.Namespace) -> None:
+def _image_build(args: argparse.Namespace) -> None:
     from .build import build_all
 
     if unknown := sorted(set(args.names) - set(IMAGE_NAMES)):
         raise CommandError(f"unknown image(s) {unknown}; choose from {', '.join(IMAGE_NAMES)}")
     build_all(tuple(args.names) or IMAGE_NAMES)
-
-
-def _engine(_args: argparse.Namespace) -> None:
-    from .engine import ensure_engine
-
-    ensure_engine()
-
-
-def _lock(args: argparse.Namespace) -> None:
-    from .lock import lock_all
-
-    lock_all(args.which or ["dev", "mlflow"])
 
 
 def _image_refs(_args: argparse.Namespace) -> None:
@@ -38,61 +31,101 @@ def _image_refs(_args: argparse.Namespace) -> None:
         print(f"{name}={images.ref(name)}")
 
 
-def _backup(args: argparse.Namespace) -> None:
-    from .backup import backup_command
-
-    backup_command(args.env, args.keep)
-
-
-def _pre_upgrade(args: argparse.Namespace) -> None:
-    from .backup import pre_upgrade_command
-
-    pre_upgrade_command(args.env)
+def add_image_commands(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser("build", help="build the service images")
+    build.add_argument("names", nargs="*", help=f"any of {', '.join(IMAGE_NAMES)} (default: all)")
+    build.set_defaults(func=_image_build)
+    sub.add_parser("refs", help="print NAME=REFERENCE for each image").set_defaults(
+        func=_image_refs
+    )
 
 
-def _restore(args: argparse.Namespace) -> None:
-    from .restore import restore_command
-
-    restore_command(args.env, args.source)
-
-
-def _generate(args: argparse.Namespace) -> None:
+def _contract_generate(args: argparse.Namespace) -> None:
     from .contract import generate
 
     generate(check=args.check)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlopskit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    images = sub.add_parser("images", help="build the service images")
-    images.add_argument("names", nargs="*", help=f"any of {', '.join(IMAGE_NAMES)} (default: all)")
-    images.set_defaults(func=_images)
-    sub.add_parser("engine", help="make sure a Docker engine answers").set_defaults(func=_engine)
-    refs = sub.add_parser("image-refs", help="print NAME=REFERENCE for each image")
-    refs.set_defaults(func=_image_refs)
-    lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
-    lock.add_argument("which", nargs="*", choices=["dev", "mlflow"], help="default: both")
-    lock.set_defaults(func=_lock)
-    backup = sub.add_parser("backup", help="back up the databases and SFTP data of ENV")
-    backup.add_argument("env")
-    backup.add_argument("--keep", default="", help="then keep only the newest N backups")
-    backup.set_defaults(func=_backup)
-    pre_upgrade = sub.add_parser("pre-upgrade", help="back up ENV before an upgrade (Docker)")
-    pre_upgrade.add_argument("env")
-    pre_upgrade.set_defaults(func=_pre_upgrade)
-    restore = sub.add_parser("restore", help="restore ENV from a backup (default: the latest)")
-    restore.add_argument("env")
-    restore.add_argument("source", nargs="?", default="", help="a backup directory")
-    restore.set_defaults(func=_restore)
-    generate = sub.add_parser(
-        "generate", help="write the files generated from images/contract.yaml"
-    )
+def add_contract_commands(sub: argparse._SubParsersAction) -> None:
+    generate = sub.add_parser("generate", help="write the files generated from the contract")
     generate.add_argument(
         "--check", action="store_true", help="change nothing; fail if a generated file is stale"
     )
-    generate.set_defaults(func=_generate)
-    add_docker_commands(sub)
+    generate.set_defaults(func=_contract_generate)
+
+
+def _host_engine(_args: argparse.Namespace) -> None:
+    from .engine import ensure_engine
+
+    ensure_engine()
+
+
+def _host_chromium(_args: argparse.Namespace) -> None:
+    from .chromium import ensure_chromium
+
+    print(ensure_chromium())
+
+
+def _host_tool(args: argparse.Namespace) -> None:
+    from .k8s_tools import ToolError, find_tool, tools_dir
+
+    try:
+        print(tools_dir() if args.tool == "tools-dir" else find_tool(args.tool))
+    except ToolError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def add_host_commands(sub: argparse._SubParsersAction) -> None:
+    for name, func, text in (
+        ("engine", _host_engine, "make sure a Docker engine answers (installing one as root)"),
+        ("chromium", _host_chromium, "print Chromium's path, installing it if need be"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    for tool, text in (
+        ("helm", "print the path of helm 3 (from PATH, else the pinned one)"),
+        ("kubectl", "print the path of kubectl (from PATH, else the pinned one)"),
+        ("tools-dir", "print a directory with links to both, for PATH"),
+    ):
+        sub.add_parser(tool, help=text).set_defaults(func=_host_tool, tool=tool)
+
+
+def _deps_lock(args: argparse.Namespace) -> None:
+    from .lock import LOCKS, lock_all
+
+    # Checked here: argparse (3.11) rejects an empty nargs="*" list against `choices`.
+    if unknown := sorted(set(args.which) - set(LOCKS)):
+        raise CommandError(f"unknown lock(s) {unknown}; choose from {', '.join(LOCKS)}")
+    lock_all(args.which or list(LOCKS))
+
+
+def add_deps_commands(sub: argparse._SubParsersAction) -> None:
+    lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
+    lock.add_argument("which", nargs="*", help="dev, mlflow or both (the default)")
+    lock.set_defaults(func=_deps_lock)
+
+
+# Each group: its name, one line of help, and what registers its commands (each sets `func`).
+GROUPS: tuple[tuple[str, str, Callable[[argparse._SubParsersAction], None]], ...] = (
+    ("image", "the service images: build them, print their references", add_image_commands),
+    ("stack", "a deployed environment ENV: check, info, backup, restore", add_stack_commands),
+    (
+        "people",
+        "the people of ENV (people.yml): add, remove, rotate",
+        add_people_commands,
+    ),
+    ("contract", "the files generated from images/contract.yaml", add_contract_commands),
+    ("cluster", "the throwaway single-node Kubernetes on this machine", add_cluster_commands),
+    ("host", "programs the kit needs on this machine: Docker, Chromium, helm", add_host_commands),
+    ("deps", "the pinned Python dependencies (requirements lock files)", add_deps_commands),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlopskit", description=__doc__.split("\n")[0])
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    for name, text, add_commands in GROUPS:
+        group = groups.add_parser(name, help=text, description=text)
+        add_commands(group.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 

@@ -1,8 +1,9 @@
-"""Subcommands of the deploy workflow (mk/deploy.mk): env-check, info, confirm-purge, chromium."""
+"""The command groups that act on an environment (deploy/ENV/): `stack` and `people`."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def _env_check(args: argparse.Namespace) -> None:
@@ -56,37 +57,59 @@ def _confirm_purge(args: argparse.Namespace) -> None:
     confirm_purge(env, deleted, kept)
 
 
-def _chromium(_args: argparse.Namespace) -> None:
-    from .chromium import ensure_chromium
+def _backup(args: argparse.Namespace) -> None:
+    from .backup import backup_command
 
-    print(ensure_chromium())
+    backup_command(args.env, args.keep)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the deploy workflow's subcommands; each sets `func`."""
-    for name, func, text in (
-        ("env-check", _env_check, "fail unless deploy/ENV/ holds inventory.yml and settings.yml"),
-        ("info", _info, "print the connection settings of ENV with secrets masked"),
-        ("confirm-purge", _confirm_purge, "ask before `make destroy PURGE=1` (YES=1 skips)"),
-    ):
-        parser = sub.add_parser(name, help=text)
-        parser.add_argument("env", help="environment name (deploy/ENV/)")
-        parser.set_defaults(func=func)
-    add = sub.add_parser("add-user", help="add or update a person in deploy/ENV/people.yml")
-    add.add_argument("env")
+def _pre_upgrade(args: argparse.Namespace) -> None:
+    from .backup import pre_upgrade_command
+
+    pre_upgrade_command(args.env)
+
+
+def _restore(args: argparse.Namespace) -> None:
+    from .restore import restore_command
+
+    restore_command(args.env, args.source)
+
+
+def _env_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], None],
+    text: str,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=text)
+    parser.add_argument("env", help="environment name (deploy/ENV/)")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_stack_commands(sub: argparse._SubParsersAction) -> None:
+    """mlopskit stack COMMAND ENV: the deploy workflow (mk/deploy.mk) and operations (mk/ops.mk)."""
+    _env_command(sub, "check", _env_check, "fail unless deploy/ENV/ holds inventory and settings")
+    _env_command(sub, "info", _info, "print the connection settings of ENV with secrets masked")
+    _env_command(sub, "confirm-purge", _confirm_purge, "ask before `make destroy PURGE=1`")
+    backup = _env_command(sub, "backup", _backup, "back up the databases and SFTP data of ENV")
+    backup.add_argument("--keep", default="", help="then keep only the newest N backups")
+    restore = _env_command(sub, "restore", _restore, "restore ENV from a backup")
+    restore.add_argument(
+        "source", nargs="?", default="", help="a backup directory (default: latest)"
+    )
+    _env_command(sub, "pre-upgrade", _pre_upgrade, "back up ENV before an upgrade (Docker)")
+
+
+def add_people_commands(sub: argparse._SubParsersAction) -> None:
+    """mlopskit people COMMAND ENV NAME: edit deploy/ENV/people.yml (mk/deploy.mk converges)."""
+    add = _env_command(sub, "add", _add_user, "add or update a person")
     add.add_argument("name")
     add.add_argument("--role", default="editor", help="reader, editor or admin")
     add.add_argument("--dvc", default="write", help="read, write or none")
     add.add_argument("--pubkey", default="", help="their OpenSSH public key file")
-    add.set_defaults(func=_add_user)
-    remove = sub.add_parser("remove-user", help="remove a person from deploy/ENV/people.yml")
-    remove.add_argument("env")
+    remove = _env_command(sub, "remove", _remove_user, "remove a person (their data stays)")
     remove.add_argument("name")
-    remove.set_defaults(func=_remove_user)
-    rotate = sub.add_parser("rotate-user", help="drop a person's generated password and key")
-    rotate.add_argument("env")
+    rotate = _env_command(sub, "rotate", _rotate_user, "drop a person's generated password and key")
     rotate.add_argument("name")
     rotate.add_argument("--pubkey", default="", help="a new public key file of theirs")
-    rotate.set_defaults(func=_rotate_user)
-    chromium = sub.add_parser("chromium", help="print Chromium's path, installing it if need be")
-    chromium.set_defaults(func=_chromium)

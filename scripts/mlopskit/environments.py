@@ -1,9 +1,10 @@
 """Deploy environments (deploy/<env>/) and what a deploy leaves behind (build/<env>/).
 
-`env-check` fails early, naming the fix, when deploy/<env>/ is missing or incomplete;
-`info` prints the connection settings with secrets masked; `confirm-purge` guards
-`make destroy PURGE=1`. A deploy writes build/<env>/admin.env (the MLflow admin: the platform
-engineer's only) and build/<env>/people/<name>/connection.env (each person's own).
+`mlopskit stack check` fails early, naming the fix, when deploy/<env>/ is missing or
+incomplete; `stack info` prints the connection settings with secrets masked; `stack
+confirm-purge` guards `make destroy PURGE=1`. A deploy writes build/<env>/admin.env (the
+MLflow admin: the platform engineer's only) and build/<env>/people/<name>/connection.env (each
+person's own).
 """
 
 from __future__ import annotations

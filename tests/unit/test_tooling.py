@@ -114,3 +114,26 @@ def test_our_apt_calls_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for call in calls:
         call.join()
     assert overlapped == []
+
+
+def test_a_lock_keeps_packaging_tools_only_when_its_in_file_names_them() -> None:
+    from mlopskit.lock import pinned_lines
+
+    frozen = "mlflow==3.0\npip==23.2.1\nsetuptools==84.2.1\nwheel==0.45.1\n"
+    assert pinned_lines(frozen, "mlflow==3.0\n# setuptools\n") == "mlflow==3.0\n"
+    assert pinned_lines(frozen, "mlflow==3.0\nSetuptools>=78.1.1\n") == (
+        "mlflow==3.0\nsetuptools==84.2.1\n"
+    )
+
+
+def test_the_dev_lock_pins_a_setuptools_that_builds_the_project() -> None:
+    """`make venv` installs the project with --no-build-isolation: on the lock's setuptools."""
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["mlopskit"] == "mlopskit.__main__:main"
+    (requirement,) = project["build-system"]["requires"]
+    name, minimum = requirement.split(">=")
+    locked = pinned(REPO_ROOT / "requirements" / "dev.lock", name)
+    as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
+    assert as_tuple(locked) >= as_tuple(minimum)

@@ -4,5 +4,5 @@ Modules: ``config`` (addresses, paths, ports: one place), ``build`` (server bina
 bookworm's ``kubernetes`` source package, cached outside the work tree), ``pki`` (certificates),
 ``host`` (bridges, routes, iptables, sysctls saved and restored), ``node`` (the processes),
 ``dns`` (dnsmasq fed from the Services), ``addons`` (StorageClass, volumes, profiles),
-``cli`` (``python -m mlopskit.cluster up|down|status|build``).
+``cli`` (``mlopskit cluster up|down|status|build``).
 """

@@ -95,7 +95,7 @@ def _source_version() -> str:
     if not versions:
         raise CommandError(
             f"apt knows no source package {SOURCE_PACKAGE!r}: a deb-src entry is missing "
-            "(python -m mlopskit.cluster build adds one next to the host's deb sources)"
+            "(mlopskit cluster build adds one next to the host's deb sources)"
         )
     return sorted(versions, key=_version_key)[-1]
 

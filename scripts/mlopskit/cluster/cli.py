@@ -1,9 +1,9 @@
 """Command line of the throwaway cluster (``make cluster``, ``make cluster-down``).
 
-python -m mlopskit.cluster build              # the server binaries only (cached)
-python -m mlopskit.cluster up [--profile P]   # start (or find) the node; write the kubeconfig
-python -m mlopskit.cluster down               # stop it, remove its state, restore the host
-python -m mlopskit.cluster status
+mlopskit cluster build              # the server binaries only (cached)
+mlopskit cluster up [--profile P]   # start (or find) the node; write the kubeconfig
+mlopskit cluster down               # stop it, remove its state, restore the host
+mlopskit cluster status
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,34 +170,21 @@ def status() -> None:
     print(f"profile: {profile or '-'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlopskit.cluster", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or find) the server binaries")
+def _build(_args: argparse.Namespace) -> None:
+    from .build import cached_build
+
+    log(f"server binaries in {cached_build() / 'bin'}")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `mlopskit cluster COMMAND` (see the module's docstring); each sets `func`."""
+    sub.add_parser("build", help="build (or find) the server binaries").set_defaults(func=_build)
     start = sub.add_parser("up", help="start the node (or find it running)")
     start.add_argument("--profile", choices=config.PROFILES, default="kubernetes")
     start.add_argument(
         "--switch", action="store_true", help="replace a running cluster of another profile"
     )
-    sub.add_parser("down", help="stop the node, remove its state, restore the host")
-    sub.add_parser("status", help="which components run")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "build":
-            from .build import cached_build
-
-            log(f"server binaries in {cached_build() / 'bin'}")
-        elif args.command == "up":
-            up(args.profile, switch=args.switch)
-        elif args.command == "down":
-            down()
-        else:
-            status()
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    start.set_defaults(func=lambda args: up(args.profile, switch=args.switch))
+    down_parser = sub.add_parser("down", help="stop the node, remove its state, restore the host")
+    down_parser.set_defaults(func=lambda _args: down())
+    sub.add_parser("status", help="which components run").set_defaults(func=lambda _args: status())
