@@ -1,10 +1,17 @@
 """The value tables made from comments: values.yaml read the helm-docs way, the Docker role's
-defaults read comment by comment, and the option descriptions of argument_specs.yml."""
+defaults read comment by comment, the option descriptions of argument_specs.yml, and the repo's
+generated tables being fresh and reached in one run."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+from typing import Any
+
 import pytest
 import yaml
+from mlopskit import contract as contract_module
+from mlopskit.contract import CHART_VALUES, CONTRACT_FILE, DOCS, GENERATED, parse_contract
 from mlopskit.value_docs import (
     MISSING,
     Documented,
@@ -178,3 +185,52 @@ def test_option_descriptions_are_replaced_and_the_other_keys_kept() -> None:
 def test_options_and_variables_must_match(variables: list[Documented], message: str) -> None:
     with pytest.raises(ValueDocsError, match=message):
         set_option_descriptions(SPECS, variables, "s")
+
+
+# ---------- the repository ----------
+
+
+def test_generate_check_passes_on_the_repository() -> None:
+    assert contract_module.generate(check=True) == []
+
+
+def test_every_value_of_the_chart_has_a_row() -> None:
+    rows = {row.key for row in chart_values(CHART_VALUES.read_text(), "values.yaml")}
+
+    def leaves(node: Any, path: str) -> list[str]:
+        if isinstance(node, dict) and node and path not in rows:
+            return [leaf for k, v in node.items() for leaf in leaves(v, f"{path}.{k}".lstrip("."))]
+        return [path]
+
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    assert [leaf for leaf in leaves(values, "") if leaf not in rows] == []
+    doc = (DOCS / "kubernetes.md").read_text()
+    assert all(f"| `{key}` |" in doc for key in rows)
+
+
+def test_one_run_reaches_the_fixed_point_after_a_source_changes() -> None:
+    """A new contract default and a new comment reach the docs in the same run as their files."""
+    raw = copy.deepcopy(yaml.safe_load(CONTRACT_FILE.read_text()))
+    ttl = next(
+        s
+        for s in raw["images"]["mlflow"]["settings"]
+        if s["name"] == "MLFLOW_AUTH_CACHE_TTL_SECONDS"
+    )
+    ttl["default"] = 61
+    changed = parse_contract(raw)
+    texts: dict[Path, str] = {path: path.read_text() for path in GENERATED}
+    texts[CHART_VALUES] = texts[CHART_VALUES].replace(
+        "# -- Its port.\n  port: 22", "# -- Port of the external SFTP server.\n  port: 22"
+    )
+    defaults = contract_module.DOCKER_DEFAULTS
+    texts[defaults] = texts[defaults].replace(
+        "# Host port of the SFTP server", "# Published port of the SFTP server"
+    )
+    once = contract_module.render_all(changed, texts)
+    assert contract_module.render_all(changed, once) == once
+    kubernetes, docker = once[DOCS / "kubernetes.md"], once[DOCS / "docker.md"]
+    assert "| `mlflow.auth.cacheTtlSeconds` | `61` |" in kubernetes
+    assert "| `externalSftp.port` | `22` | Port of the external SFTP server. |" in kubernetes
+    assert "| `mlops_docker_auth_cache_ttl_seconds` | `61` |" in docker
+    assert "| `mlops_docker_sftp_port` | `2222` | Published port of the SFTP server" in docker
+    assert "Published port of the SFTP server" in once[contract_module.DOCKER_SPECS]
