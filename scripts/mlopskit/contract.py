@@ -21,7 +21,7 @@ import yaml
 
 from . import value_docs
 from .shell import CommandError
-from .versions import REPO_ROOT, VERSIONS_FILE, read_env_file
+from .versions import REPO_ROOT, VERSIONS_FILE, image_set, read_env_file
 
 CONTRACT_FILE = REPO_ROOT / "images" / "contract.yaml"
 IMAGES_README = REPO_ROOT / "images" / "README.md"
@@ -477,6 +477,60 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
     return render
 
 
+# ---------- the image versions (images/versions.env) where other files name them ----------
+
+VERSION_PINS = {
+    # file -> (pattern of the line, the versions.env key its group 2 follows)
+    REPO_ROOT / "images" / "mlflow" / "requirements.in": (
+        r"^(mlflow\[auth\]==)(\S+)$",
+        "MLFLOW_VERSION",
+    ),
+    REPO_ROOT / "requirements" / "dev.in": (r"^(mlflow==)(\S+)$", "MLFLOW_VERSION"),
+    CHART / "Chart.yaml": (r'^(appVersion: )(".*")$', "MLFLOW_VERSION"),
+}
+# Lock files are resolved by `make lock`, not written here: they are only checked.
+LOCKED_PINS = {
+    REPO_ROOT / "images" / "mlflow" / "requirements.lock": r"^mlflow==(\S+)$",
+    REPO_ROOT / "requirements" / "dev.lock": r"^mlflow==(\S+)$",
+}
+
+
+def _version_pin_renderer(path: Path) -> Renderer:
+    pattern, key = VERSION_PINS[path]
+
+    def render(_contract: Contract, text: str, _rendered: Sources) -> str:
+        version = read_env_file(VERSIONS_FILE)[key]
+        value = json.dumps(version) if path.name == "Chart.yaml" else version
+        new, count = re.subn(pattern, lambda m: m.group(1) + value, text, count=1, flags=re.M)
+        if count != 1:
+            raise ContractError(f"{path.relative_to(REPO_ROOT)}: no line matching {pattern}")
+        return new
+
+    return render
+
+
+def check_locked_versions() -> None:
+    """The lock files pin the MLflow of versions.env (else `make lock` must run)."""
+    version = read_env_file(VERSIONS_FILE)["MLFLOW_VERSION"]
+    for path, pattern in LOCKED_PINS.items():
+        match = re.search(pattern, path.read_text(), re.M)
+        if not match or match[1] != version:
+            raise ContractError(
+                f"{path.relative_to(REPO_ROOT)} pins mlflow {match[1] if match else 'nowhere'}, "
+                f"images/versions.env says {version}: run `make lock` and commit"
+            )
+
+
+def chart_image_values() -> dict[str, str]:
+    """values.yaml keys of the default images -> their value from versions.env."""
+    images = image_set(versions_file=VERSIONS_FILE, prefix="")
+    result = {}
+    for component, name in (("mlflow", "mlflow"), ("postgresql", "postgres"), ("sftp", "sftp")):
+        result[f"{component}.image.repository"] = f"{images.prefix}/{name}"
+        result[f"{component}.image.tag"] = images.tag(name)
+    return result
+
+
 IMAGE_FILES: dict[Path, Renderer] = {
     REPO_ROOT / "images" / image / file: _image_file_renderer(image, kind)
     for image, file, kind in (
@@ -531,7 +585,10 @@ def render_docker_vars(contract: Contract, text: str, sources: Sources) -> str:
 
 
 def render_chart_values(contract: Contract, text: str, sources: Sources) -> str:
-    return _set_target_defaults(contract, text, "chart", "charts/mlops-kit/values.yaml")
+    source = "charts/mlops-kit/values.yaml"
+    for path, value in chart_image_values().items():
+        text = set_yaml_value(text, path, value, source)
+    return _set_target_defaults(contract, text, "chart", source)
 
 
 def render_chart_schema(contract: Contract, text: str, sources: Sources) -> str:
@@ -605,6 +662,7 @@ GENERATED: dict[Path, Renderer] = {
     DOCS / "kubernetes.md": render_kubernetes_doc,
     DOCS / "docker.md": render_docker_doc,
     **IMAGE_FILES,
+    **{path: _version_pin_renderer(path) for path in VERSION_PINS},
 }
 
 
@@ -625,6 +683,7 @@ def generated_files(contract: Contract | None = None) -> dict[Path, tuple[str, s
 
 def generate(check: bool = False) -> list[Path]:
     """Write the generated parts (or, with check, only list the stale files); return them."""
+    check_locked_versions()
     stale = [path for path, (now, new) in generated_files().items() if now != new]
     if check:
         if stale:

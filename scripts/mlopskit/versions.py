@@ -42,12 +42,14 @@ class ImageSet:
         return {"postgres": {"POSTGRES_MAJOR": self.postgres_major}}.get(name, {})
 
 
-def image_set(prefix: str | None = None) -> ImageSet:
-    """The images of versions.env; the prefix from the argument, else the environment's
-    IMAGE_PREFIX (two checkouts sharing one Docker engine), else versions.env."""
-    values = read_env_file(VERSIONS_FILE)
+def image_set(prefix: str | None = None, versions_file: Path = VERSIONS_FILE) -> ImageSet:
+    """The images of versions.env; the prefix from the argument, else (None) the environment's
+    IMAGE_PREFIX (two checkouts sharing one Docker engine), else ("" too) versions.env."""
+    values = read_env_file(versions_file)
+    if prefix is None:
+        prefix = os.environ.get("IMAGE_PREFIX")
     return ImageSet(
-        prefix=prefix or os.environ.get("IMAGE_PREFIX") or values["IMAGE_PREFIX"],
+        prefix=prefix or values["IMAGE_PREFIX"],
         mlflow_version=values["MLFLOW_VERSION"],
         postgres_major=values["POSTGRES_MAJOR"],
         sftp_version=values["SFTP_VERSION"],

@@ -285,3 +285,27 @@ def test_docker_role_range_check_passes_the_defaults(tmp_path: Path) -> None:
     result = run_docker_validation(tmp_path, {"mlops_docker_auth_cache_ttl_seconds": 86400})
     assert "Check the ranges of the settings" in result.stdout
     assert "is outside the range" not in result.stdout
+
+
+def test_a_new_mlflow_version_reaches_every_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions = tmp_path / "versions.env"
+    text = contract_module.VERSIONS_FILE.read_text()
+    versions.write_text(re.sub(r"(?m)^MLFLOW_VERSION=.*$", "MLFLOW_VERSION=9.9.9", text))
+    monkeypatch.setattr(contract_module, "VERSIONS_FILE", versions)
+    changed = {
+        str(path.relative_to(REPO_ROOT))
+        for path, (now, new) in contract_module.generated_files(CONTRACT).items()
+        if now != new and "9.9.9" in new
+    }
+    assert {
+        "charts/mlops-kit/Chart.yaml",
+        "charts/mlops-kit/values.yaml",
+        "images/mlflow/requirements.in",
+        "requirements/dev.in",
+        "images/README.md",
+        "docs/kubernetes.md",
+    } <= changed
+    with pytest.raises(ContractError, match=r"requirements\.lock pins mlflow .*9\.9\.9.*make lock"):
+        contract_module.check_locked_versions()
