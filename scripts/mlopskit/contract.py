@@ -477,6 +477,18 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
     return render
 
 
+def render_chart_ports(contract: Contract, text: str, _rendered: Sources) -> str:
+    """The chart's named templates of the images' listen ports."""
+    components = {"postgres": "postgresql"}
+    lines = [
+        f'{{{{- define "mlops-kit.{components.get(name, name)}.containerPort" -}}}}'
+        f"{image.port}{{{{- end -}}}}"
+        for name, image in contract.images.items()
+    ]
+    html = ("{{/* ", " */}}")
+    return replace_block(text, "ports", "\n".join(lines), html, "templates/_helpers.tpl")
+
+
 # ---------- the image versions (images/versions.env) where other files name them ----------
 
 VERSION_PINS = {
@@ -661,6 +673,7 @@ GENERATED: dict[Path, Renderer] = {
     CHART / "values.schema.json": render_chart_schema,
     DOCS / "kubernetes.md": render_kubernetes_doc,
     DOCS / "docker.md": render_docker_doc,
+    CHART / "templates" / "_helpers.tpl": render_chart_ports,
     **IMAGE_FILES,
     **{path: _version_pin_renderer(path) for path in VERSION_PINS},
 }

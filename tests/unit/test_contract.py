@@ -287,6 +287,25 @@ def test_docker_role_range_check_passes_the_defaults(tmp_path: Path) -> None:
     assert "is outside the range" not in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mlops_docker_sftp_max_startups": "lots"}, "must look like 64 or 64:30:256"),
+        ({"mlops_docker_sftp_host_key_types": []}, "the SFTP server needs at least one host key"),
+        (
+            {"mlops_docker_mlflow_cors_allowed_origins": ["https://a,https://b"]},
+            "list each origin as its own item",
+        ),
+    ],
+)
+def test_docker_role_refuses_bad_settings_with_the_fix(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    result = run_docker_validation(tmp_path, settings)
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split()), result.stdout[-2000:]
+
+
 def test_a_new_mlflow_version_reaches_every_pin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
