@@ -20,6 +20,8 @@ require POSTGRES_APP_PASSWORD "the password of POSTGRES_APP_USER"
 : "${POSTGRES_SHARED_BUFFERS:=128MB}"
 # end generated
 require_identifier POSTGRES_APP_USER
+[[ $POSTGRES_APP_USER != postgres ]] ||
+  die "POSTGRES_APP_USER=postgres: the application role must not be the superuser (it may not log in over the network); choose another name, e.g. mlflow"
 require_identifier POSTGRES_APP_DB
 [[ -z $POSTGRES_AUTH_DB ]] || require_identifier POSTGRES_AUTH_DB
 require_port POSTGRES_PORT
@@ -52,18 +54,24 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
   initdb -D "$PGDATA" -U postgres --encoding=UTF8 --locale=C.UTF-8 \
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
     --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
-  printf '%s\n' "host all all 0.0.0.0/0 scram-sha-256" "host all all ::/0 scram-sha-256" \
-    >>"$PGDATA/pg_hba.conf"
 fi
 [[ -O $PGDATA ]] || die "$PGDATA belongs to UID $(stat -c %u "$PGDATA"), not to the running UID $(id -u); run with the UID that created it"
 # Kubernetes fsGroup handling may have made it group-writable; PostgreSQL refuses to start then.
 chmod 0700 "$PGDATA"
 
+# Who may log in, written at every start (hba_file on the tmpfs; the data directory's own
+# pg_hba.conf is not read): the superuser only through the socket inside the container
+# (docker exec, backups), over the network only the application role and only to its databases.
+hba="$RUNTIME_DIR/pg_hba.conf"
+printf '%s\n' "local all all scram-sha-256" "host all postgres all reject" \
+  "host $POSTGRES_APP_DB${POSTGRES_AUTH_DB:+,$POSTGRES_AUTH_DB} $POSTGRES_APP_USER all scram-sha-256" \
+  >"$hba"
+
 # Bootstrap: a socket-only server in a separate directory, so the health check stays red.
 export PGPASSWORD=$POSTGRES_PASSWORD POSTGRES_APP_USER POSTGRES_APP_DB POSTGRES_AUTH_DB \
   POSTGRES_APP_PASSWORD POSTGRES_PASSWORD
 pg_ctl -D "$PGDATA" -w -t 60 -l "$RUNTIME_DIR/bootstrap.log" \
-  -o "-c listen_addresses='' -c unix_socket_directories=$RUNTIME_DIR/bootstrap" start >/dev/null ||
+  -o "-c listen_addresses='' -c unix_socket_directories=$RUNTIME_DIR/bootstrap -c hba_file=$hba" start >/dev/null ||
   { cat "$RUNTIME_DIR/bootstrap.log" >&2; die "the bootstrap server did not start"; }
 # Passwords travel through the environment and psql's \getenv, never through argv.
 psql -q -X -v ON_ERROR_STOP=1 -h "$RUNTIME_DIR/bootstrap" -U postgres -d postgres <<'SQL'
@@ -85,7 +93,7 @@ pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
 unset PGPASSWORD POSTGRES_PASSWORD POSTGRES_APP_PASSWORD
 
 log "starting PostgreSQL on port $POSTGRES_PORT"
-postgres -D "$PGDATA" -c listen_addresses='*' -c port="$POSTGRES_PORT" \
+postgres -D "$PGDATA" -c listen_addresses='*' -c port="$POSTGRES_PORT" -c hba_file="$hba" \
   -c unix_socket_directories="$PGHOST" \
   -c max_connections="$POSTGRES_MAX_CONNECTIONS" -c shared_buffers="$POSTGRES_SHARED_BUFFERS" \
   -c password_encryption=scram-sha-256 -c logging_collector=off -c log_destination=stderr &

@@ -42,7 +42,7 @@ SETTING_KEYS = {
     "name", "type", "description", "default", "required", "secret", "min", "max", "values",
     "group", "docker", "chart", "keep_empty",
 }  # fmt: skip
-IMAGE_KEYS = {"title", "port", "volume", "paths", "settings"}
+IMAGE_KEYS = {"title", "volume", "paths", "settings"}
 PATH_KEYS = {"path", "kind", "description"}
 PROFILE_KEYS = {"type", "value", "description", "min", "max", "values", "docker", "chart"}
 MLFLOW_GROUPS = ("database", "authentication", "artifacts", "server")
@@ -83,15 +83,19 @@ class Setting:
 class Image:
     name: str
     title: str
-    port: int
     volume: str
     paths: tuple[dict[str, str], ...]
     settings: tuple[Setting, ...]
 
     @property
     def port_setting(self) -> str:
-        """The variable of the image's listen port (its default is `port`)."""
+        """The variable of the image's listen port."""
         return f"{self.name.upper()}_PORT"
+
+    @property
+    def port(self) -> int:
+        """The listen port: the default of <IMAGE>_PORT."""
+        return int(self.setting(self.port_setting).default)
 
     def setting(self, name: str) -> Setting:
         return next(s for s in self.settings if s.name == name)
@@ -219,15 +223,12 @@ def parse_contract(data: Any) -> Contract:
         image = Image(
             name=image_name,
             title=raw_image["title"],
-            port=raw_image["port"],
             volume=raw_image["volume"],
             paths=tuple(raw_image["paths"]),
             settings=tuple(settings),
         )
         if image.port_setting not in names:
             raise _fail(where, f"needs a setting {image.port_setting}, the listen port")
-        if image.setting(image.port_setting).default != image.port:
-            raise _fail(f"{where}.port", f"differs from the default of {image.port_setting}")
         images[image_name] = image
     profile = {}
     for name, raw in data["profile"].items():

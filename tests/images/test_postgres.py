@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import psycopg2
 import pytest
 
 from tests.images.conftest import Postgres
-from tests.support.docker import Sandbox, assert_config_error, new_secret, secret_dir
+from tests.support.docker import (
+    Sandbox,
+    assert_config_error,
+    docker,
+    new_secret,
+    secret_dir,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -36,17 +44,43 @@ def test_app_user_owns_the_tracking_and_auth_databases(postgres: Postgres) -> No
             assert cur.fetchone() == ("mlflow", "mlflow")
 
 
+# The password is read inside the container from its secret file: never in a process argument.
+FROM_SECRET = 'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec "$@"'
+WRONG_PASSWORD = 'PGPASSWORD=not-the-password exec "$@"'
+
+
+def socket_psql(pg: Postgres, password_shell: str, sql: str) -> subprocess.CompletedProcess[str]:
+    """psql as the superuser through the socket inside the container (as backups do)."""
+    return docker(
+        "exec", pg.container.name, "sh", "-c", password_shell, "sh",
+        "psql", "-qAtX", "-U", "postgres", "-d", "postgres", "-c", sql, check=False,
+    )  # fmt: skip
+
+
 def test_superuser_password_comes_from_its_secret(postgres: Postgres) -> None:
-    superuser = connect(postgres, "postgres", "postgres", postgres.secrets["superuser"])
-    with superuser, superuser.cursor() as cur:
-        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        assert cur.fetchone() == (True,)
+    sql = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    ok = socket_psql(postgres, FROM_SECRET, sql)
+    assert ok.stdout.strip() == "t", ok.stderr
+    wrong = socket_psql(postgres, WRONG_PASSWORD, "SELECT 1")
+    assert "password authentication failed" in wrong.stderr
 
 
-@pytest.mark.parametrize("user", ["mlflow", "postgres"])
-def test_wrong_password_is_rejected(postgres: Postgres, user: str) -> None:
+def test_superuser_cannot_log_in_over_the_network(postgres: Postgres) -> None:
+    """Even with the right password: the superuser exists for the socket inside the container."""
+    for database in ("postgres", "mlflow"):
+        with pytest.raises(psycopg2.OperationalError, match=r"pg_hba\.conf rejects connection"):
+            connect(postgres, database, "postgres", postgres.secrets["superuser"])
+
+
+@pytest.mark.parametrize("database", ["postgres", "template1"])
+def test_app_role_reaches_only_its_own_databases(postgres: Postgres, database: str) -> None:
+    with pytest.raises(psycopg2.OperationalError, match=r"no pg_hba\.conf entry"):
+        connect(postgres, database)
+
+
+def test_wrong_password_is_rejected(postgres: Postgres) -> None:
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        connect(postgres, "postgres", user, "not-the-password")
+        connect(postgres, "mlflow", "mlflow", "not-the-password")
 
 
 def test_data_survives_a_restart(postgres: Postgres) -> None:
@@ -102,6 +136,14 @@ def test_rotated_app_password_applies_on_restart(postgres: Postgres) -> None:
         (
             {"POSTGRES_PASSWORD": "x", "POSTGRES_APP_PASSWORD": "y", "POSTGRES_APP_DB": "Bad-Name"},
             "POSTGRES_APP_DB='Bad-Name' must match",
+        ),
+        (
+            {
+                "POSTGRES_PASSWORD": "x",
+                "POSTGRES_APP_PASSWORD": "y",
+                "POSTGRES_APP_USER": "postgres",
+            },
+            "POSTGRES_APP_USER=postgres: the application role must not be the superuser",
         ),
     ],
 )

@@ -97,7 +97,10 @@ def test_a_changed_default_reaches_both_targets() -> None:
             lambda r: r["images"]["sftp"]["settings"].append(r["images"]["sftp"]["settings"][0]),
             "settings listed twice: SFTP_USERNAME",
         ),
-        (lambda r: r["images"]["sftp"].update(port=22), "images.sftp.port: differs"),
+        (
+            lambda r: r["images"]["sftp"]["settings"].pop(1),
+            "images.sftp: needs a setting SFTP_PORT, the listen port",
+        ),
         (
             lambda r: r["profile"]["sftp_host_key_types"].update(value=["ed25519"]),
             "default items ['ed25519'] are not among ['ecdsa', 'rsa']",
@@ -191,7 +194,6 @@ def test_the_shell_defaults_apply_as_the_contract_says(image: str) -> None:
 
 def test_a_changed_port_reaches_the_images_files() -> None:
     raw = copy.deepcopy(RAW)
-    raw["images"]["mlflow"]["port"] = 5001
     next(s for s in raw["images"]["mlflow"]["settings"] if s["name"] == "MLFLOW_PORT")[
         "default"
     ] = 5001
