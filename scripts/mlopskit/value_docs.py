@@ -158,20 +158,26 @@ def _description_lines(text: str, indent: str, width: int = 100) -> list[str]:
 def set_option_descriptions(text: str, variables: list[Documented], source: str) -> str:
     """Set the description of every option of every entry point of argument_specs.
 
-    The other keys of an option (type, choices, required, ...) stay as they are. Each option
-    must have a variable and each variable must be an option of at least one entry point.
+    The other keys of an option (type, choices, required, ...) stay as they are; a default is
+    refused (ansible takes it from the role defaults, not from here). Each option must have a
+    variable and each variable must be an option of at least one entry point.
     """
     descriptions = {v.key: v.description for v in variables}
     lines = text.rstrip("\n").split("\n")
     if "    options:" not in lines:
         raise ValueDocsError(f"{source}: no '    options:' line (argument_specs.main)")
     entries = yaml.safe_load(text)["argument_specs"]
-    options = {entry: list((spec or {}).get("options") or {}) for entry, spec in entries.items()}
-    for entry, names in options.items():
-        if missing := [name for name in names if name not in descriptions]:
+    options = {entry: (spec or {}).get("options") or {} for entry, spec in entries.items()}
+    for entry, specs in options.items():
+        if missing := [name for name in specs if name not in descriptions]:
             raise ValueDocsError(
                 f"{source}: option(s) {', '.join(missing)} not in the role defaults "
                 f"(entry point {entry})"
+            )
+        if copied := [name for name, spec in specs.items() if "default" in spec]:
+            raise ValueDocsError(
+                f"{source}: option(s) {', '.join(copied)} of entry point {entry} have a default: "
+                "ansible takes it from the role defaults (defaults/main.yml), only there"
             )
     known = {name for names in options.values() for name in names}
     if extra := [name for name in descriptions if name not in known]:

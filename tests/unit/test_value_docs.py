@@ -184,6 +184,13 @@ def test_option_descriptions_are_replaced_and_the_other_keys_kept() -> None:
     assert set_option_descriptions(new, VARIABLES, "s") == new
 
 
+def test_a_default_in_argument_specs_is_refused() -> None:
+    specs = SPECS.replace("      x_prefix:\n", "      x_prefix:\n        default: x\n")
+    message = r"s: option\(s\) x_prefix of entry point main have a default"
+    with pytest.raises(ValueDocsError, match=message):
+        set_option_descriptions(specs, VARIABLES, "s")
+
+
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
