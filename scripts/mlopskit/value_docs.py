@@ -5,12 +5,12 @@ charts/mlops-kit/values.yaml is documented the helm-docs way: a comment block st
 (a map value is one row, shown whole); other comments are section notes. Every key with a value
 must be described, by its own ``# --`` comment or by one of a map around it.
 
-The Docker role's defaults/main.yml describes each variable by the comment block directly above
-it (no blank line between). A variable without a default is written as a commented-out key with
-nothing after the colon (``# mlops_env:``).
+A role's defaults/main.yml (mlops_docker, mlops_kubernetes) describes each variable by the
+comment block directly above it (no blank line between). A variable without a default is written
+as a commented-out key with nothing after the colon (``# mlops_env:``).
 
 `make generate` writes the tables of docs/kubernetes.md and docs/docker.md and the descriptions
-of the role's meta/argument_specs.yml from them (scripts/mlopskit/contract.py).
+of the roles' meta/argument_specs.yml from them (scripts/mlopskit/contract.py).
 """
 
 from __future__ import annotations
@@ -156,38 +156,55 @@ def _description_lines(text: str, indent: str, width: int = 100) -> list[str]:
 
 
 def set_option_descriptions(text: str, variables: list[Documented], source: str) -> str:
-    """Set the description of every option of argument_specs' main entry point.
+    """Set the description of every option of every entry point of argument_specs.
 
-    The other keys of an option (type, choices, required, ...) stay as they are. Each option
-    must have a variable and each variable an option.
+    The other keys of an option (type, choices, required, ...) stay as they are; a default is
+    refused (ansible takes it from the role defaults, not from here). Each option must have a
+    variable and each variable must be an option of at least one entry point.
     """
     descriptions = {v.key: v.description for v in variables}
     lines = text.rstrip("\n").split("\n")
-    try:
-        start = lines.index("    options:") + 1
-    except ValueError:
-        raise ValueDocsError(f"{source}: no '    options:' line (argument_specs.main)") from None
-    options = yaml.safe_load(text)["argument_specs"]["main"]["options"]
-    if missing := [name for name in options if name not in descriptions]:
-        raise ValueDocsError(f"{source}: option(s) {', '.join(missing)} not in the role defaults")
-    if extra := [name for name in descriptions if name not in options]:
+    if "    options:" not in lines:
+        raise ValueDocsError(f"{source}: no '    options:' line (argument_specs.main)")
+    entries = yaml.safe_load(text)["argument_specs"]
+    options = {entry: (spec or {}).get("options") or {} for entry, spec in entries.items()}
+    for entry, specs in options.items():
+        if missing := [name for name in specs if name not in descriptions]:
+            raise ValueDocsError(
+                f"{source}: option(s) {', '.join(missing)} not in the role defaults "
+                f"(entry point {entry})"
+            )
+        if copied := [name for name, spec in specs.items() if "default" in spec]:
+            raise ValueDocsError(
+                f"{source}: option(s) {', '.join(copied)} of entry point {entry} have a default: "
+                "ansible takes it from the role defaults (defaults/main.yml), only there"
+            )
+    known = {name for names in options.values() for name in names}
+    if extra := [name for name in descriptions if name not in known]:
         raise ValueDocsError(f"{source}: no option for {', '.join(extra)} (role defaults)")
-    result, index = lines[:start], start
+    result, index, in_options = [], 0, False
     while index < len(lines):
-        match = KEY.match(lines[index])
-        if not match or len(match["indent"]) != 6:
-            result.extend(lines[index:])
-            break
-        result.append(lines[index])
+        option = _option(lines[index]) if in_options else None
+        if option is None:
+            in_options = lines[index] == "    options:"
+            result.append(lines[index])
+            index += 1
+            continue
         body_end = index + 1
         while body_end < len(lines) and (
             not lines[body_end].strip() or lines[body_end].startswith(" " * 8)
         ):
             body_end += 1
         body = _without_description(lines[index + 1 : body_end])
-        result += body + _description_lines(descriptions[match["key"]], " " * 8)
+        result += [lines[index], *body, *_description_lines(descriptions[option], " " * 8)]
         index = body_end
     return "\n".join(result) + "\n"
+
+
+def _option(line: str) -> str | None:
+    """The name of the option a line of an entry point's options starts, or None."""
+    match = KEY.match(line)
+    return match["key"] if match and len(match["indent"]) == 6 else None
 
 
 def _without_description(body: list[str]) -> list[str]:

@@ -1,6 +1,6 @@
-"""The value tables made from comments: values.yaml read the helm-docs way, the Docker role's
-defaults read comment by comment, the option descriptions of argument_specs.yml, and the repo's
-generated tables being fresh and reached in one run."""
+"""The value tables made from comments: values.yaml read the helm-docs way, the roles' defaults
+read comment by comment, the option descriptions of argument_specs.yml (every entry point), and
+the repo's generated tables being fresh and reached in one run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import yaml
 from mlopskit import contract as contract_module
-from mlopskit.contract import CHART_VALUES, CONTRACT_FILE, DOCS, GENERATED, parse_contract
+from mlopskit.contract import (
+    CHART_VALUES,
+    CONTRACT_FILE,
+    DOCS,
+    GENERATED,
+    KUBERNETES_DEFAULTS,
+    KUBERNETES_SPECS,
+    load_contract,
+    parse_contract,
+)
 from mlopskit.value_docs import (
     MISSING,
     Documented,
@@ -175,6 +184,13 @@ def test_option_descriptions_are_replaced_and_the_other_keys_kept() -> None:
     assert set_option_descriptions(new, VARIABLES, "s") == new
 
 
+def test_a_default_in_argument_specs_is_refused() -> None:
+    specs = SPECS.replace("      x_prefix:\n", "      x_prefix:\n        default: x\n")
+    message = r"s: option\(s\) x_prefix of entry point main have a default"
+    with pytest.raises(ValueDocsError, match=message):
+        set_option_descriptions(specs, VARIABLES, "s")
+
+
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
@@ -185,6 +201,36 @@ def test_option_descriptions_are_replaced_and_the_other_keys_kept() -> None:
 def test_options_and_variables_must_match(variables: list[Documented], message: str) -> None:
     with pytest.raises(ValueDocsError, match=message):
         set_option_descriptions(SPECS, variables, "s")
+
+
+DESTROY = """\
+  destroy:
+    short_description: Remove
+    options:
+      x_env:
+        type: str
+        description: Old.
+      x_purge:
+        type: bool
+"""
+
+
+def test_every_entry_point_gets_its_descriptions() -> None:
+    variables = [*VARIABLES, Documented("x_purge", "Delete the data too.", MISSING)]
+    new = set_option_descriptions(SPECS + DESTROY, variables, "s")
+    entries = yaml.safe_load(new)["argument_specs"]
+    assert entries["destroy"]["options"] == {
+        "x_env": {"type": "str", "description": "Name: of the environment."},
+        "x_purge": {"type": "bool", "description": "Delete the data too."},
+    }
+    assert entries["main"]["options"]["x_port"]["description"] == "Host port."
+    assert entries["destroy"]["short_description"] == "Remove"
+
+
+def test_an_option_of_another_entry_point_needs_a_variable_too() -> None:
+    message = r"s: option\(s\) x_purge not in the role defaults \(entry point destroy\)"
+    with pytest.raises(ValueDocsError, match=message):
+        set_option_descriptions(SPECS + DESTROY, VARIABLES, "s")
 
 
 # ---------- the repository ----------
@@ -226,6 +272,9 @@ def test_one_run_reaches_the_fixed_point_after_a_source_changes() -> None:
     texts[defaults] = texts[defaults].replace(
         "# Host port of the SFTP server", "# Published port of the SFTP server"
     )
+    texts[KUBERNETES_DEFAULTS] = texts[KUBERNETES_DEFAULTS].replace(
+        "# kubeconfig context; empty: the current context.", "# Context of the kubeconfig."
+    )
     once = contract_module.render_all(changed, texts)
     assert contract_module.render_all(changed, once) == once
     kubernetes, docker = once[DOCS / "kubernetes.md"], once[DOCS / "docker.md"]
@@ -234,3 +283,47 @@ def test_one_run_reaches_the_fixed_point_after_a_source_changes() -> None:
     assert "| `mlops_docker_auth_cache_ttl_seconds` | `61` |" in docker
     assert "| `mlops_docker_sftp_port` | `2222` | Published port of the SFTP server" in docker
     assert "Published port of the SFTP server" in once[contract_module.DOCKER_SPECS]
+    assert '| `mlops_kubernetes_context` | `""` | Context of the kubeconfig. |' in kubernetes
+    assert "description: Context of the kubeconfig." in once[KUBERNETES_SPECS]
+
+
+def _spec_options(text: str) -> set[str]:
+    entries = yaml.safe_load(text)["argument_specs"]
+    return {name for entry in entries.values() for name in entry.get("options", {})}
+
+
+def test_every_option_of_the_kubernetes_role_is_documented_in_its_defaults() -> None:
+    variables = role_variables(KUBERNETES_DEFAULTS.read_text(), "defaults")
+    options = _spec_options(KUBERNETES_SPECS.read_text())
+    assert {"mlops_env", "mlops_target", "mlops_purge", "mlops_kubernetes_access"} <= options
+    assert {v.key for v in variables} == options
+    doc = (DOCS / "kubernetes.md").read_text()
+    assert all(f"| `{v.key}` | " in doc for v in variables)
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "message"),
+    [
+        (  # an option added to argument_specs without a variable in defaults/main.yml
+            KUBERNETES_SPECS,
+            "    options:\n",
+            "    options:\n      mlops_kubernetes_new:\n        type: str\n",
+            r"mlops_kubernetes/meta/argument_specs.yml: option\(s\) mlops_kubernetes_new not in "
+            r"the role defaults \(entry point main\)",
+        ),
+        (  # the commented-out key of a destroy-only option dropped from defaults/main.yml
+            KUBERNETES_DEFAULTS,
+            "# mlops_purge:\n",
+            "",
+            r"option\(s\) mlops_purge not in the role defaults \(entry point destroy\)",
+        ),
+    ],
+)
+def test_a_kubernetes_option_without_a_documented_variable_fails_generate(
+    path: Path, old: str, new: str, message: str
+) -> None:
+    texts: dict[Path, str] = {p: p.read_text() for p in GENERATED}
+    assert old in texts[path]
+    texts[path] = texts[path].replace(old, new, 1)
+    with pytest.raises(ValueDocsError, match=message):
+        contract_module.render_all(load_contract(), texts)
