@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -12,7 +13,15 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import REPO_ROOT, Rendered, containers, env_map, env_names, pod_specs
+from chartlib import (
+    REPO_ROOT,
+    Rendered,
+    containers,
+    env_map,
+    env_names,
+    helm_template,
+    pod_specs,
+)
 from contract import ImageContract, parse_contract
 from mlopskit.versions import image_set
 
@@ -215,6 +224,54 @@ def test_allowed_hosts_cover_the_service_and_the_exposed_hosts(
             f"{service}.mlops-test.svc",
             f"{service}.mlops-test.svc.cluster.local",
         } <= set(allowed)
+
+
+def mlflow_accepts(rendered: Rendered) -> Any:
+    """MLflow's own Host check (the version the image runs), fed what the entrypoint makes of
+    the rendered MLFLOW_ALLOWED_HOSTS."""
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    spec = importlib.util.spec_from_file_location(
+        "mlflow_entrypoint", REPO_ROOT / "images" / "mlflow" / "entrypoint.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    entrypoint = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = entrypoint
+    spec.loader.exec_module(entrypoint)
+    container = rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    allowed = entrypoint.expand_allowed_hosts(env_map(container)["MLFLOW_ALLOWED_HOSTS"]).split(",")
+    return lambda host: is_allowed_host_header(allowed, host)
+
+
+PRIVATE_HOSTS = [
+    "10.1.2.3:5000", "172.31.0.9:5000", "192.168.1.1", "100.64.0.5:5000", "100.127.255.1:5000",
+    "[fd12:3456::1]:5000", "[fc00::1]:5000", "[fd00::2]",
+]  # fmt: skip
+FOREIGN_HOSTS = [
+    "8.8.8.8:5000", "100.63.255.1:5000", "100.128.0.1:5000", "172.32.0.1:5000",
+    "[2001:db8::1]:5000", "evil.example.com", "evil.example.com:5000",
+    # DNS names that start like a private address (MLflow's own "10.*" lets them through).
+    "10.1.2.3.evil.example", "10.evil.example:5000", "100.64.evil.example", "172.16.x.example:80",
+]  # fmt: skip
+
+
+def test_mlflow_accepts_private_addresses_and_its_names_only(
+    matrix_renders: dict[str, Rendered],
+) -> None:
+    """Pods in 100.64.0.0/10 and IPv6 ULAs used to get 403; foreign names must still."""
+    accepts = mlflow_accepts(matrix_renders["defaults"])
+    service = matrix_renders["defaults"].get("Service", "-mlflow")["metadata"]["name"]
+    for host in [*PRIVATE_HOSTS, service, f"{service}:5000", "localhost:5000"]:
+        assert accepts(host), host
+    for host in FOREIGN_HOSTS:
+        assert not accepts(host), host
+
+
+def test_private_addresses_can_be_refused(helm: Path) -> None:
+    accepts = mlflow_accepts(helm_template(helm, {"mlflow": {"allowPrivateIPHosts": False}}))
+    for host in PRIVATE_HOSTS:
+        assert not accepts(host), host
 
 
 # ---------- drift against the Docker target ----------

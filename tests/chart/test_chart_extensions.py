@@ -181,6 +181,14 @@ def test_notes_warn_when_extra_env_replaces_a_chart_variable(helm: Path) -> None
     assert "WARNING" not in render_notes(helm, {"sftp": values["sftp"]})
 
 
+def test_notes_warn_that_an_exposed_mlflow_needs_its_public_names(helm: Path) -> None:
+    exposed = {"mlflow": {"service": {"type": "LoadBalancer"}}}
+    assert "list the\n   load balancer's name" in render_notes(helm, exposed)
+    named = {"mlflow": {**exposed["mlflow"], "extraAllowedHosts": ["mlflow.example.com"]}}
+    assert "load balancer's name" not in render_notes(helm, named)
+    assert "load balancer's name" not in render_notes(helm, {})
+
+
 # ---------- guards ----------
 
 MONITOR = {"mlflow": {"metrics": {"serviceMonitor": {"enabled": True}}}}

@@ -376,11 +376,19 @@ autoscaling/v2beta2
 {{- end -}}
 {{- $hosts = concat $hosts .Values.mlflow.extraAllowedHosts -}}
 {{- if .Values.mlflow.allowPrivateIPHosts -}}
-{{- $hosts = concat $hosts (list "10.*" "192.168.*") -}}
-{{- range $i := untilStep 16 32 1 -}}
-{{- $hosts = append $hosts (printf "172.%d.*" $i) -}}
+{{- /* RFC 1918, the shared address space 100.64.0.0/10 that some CNIs give pods, and IPv6
+       unique local addresses, which a Host header carries in brackets ("[[]" escapes one).
+       Octets are spelled as digits: MLflow's own "10.*" also admits a DNS name such as
+       10.attacker.example, which is what DNS rebinding needs. The entrypoint adds ":*".
+       MLflow pattern-matches only entries holding a "*": the last class admits one, harmlessly. */ -}}
+{{- $octet := list "[0-9]" "[0-9][0-9]" "[0-9][0-9][0-9]" -}}
+{{- $last := list "[*0-9]" "[0-9][*0-9]" "[0-9][0-9][*0-9]" -}}
+{{- $twoOctets := list -}}
+{{- range $a := $octet }}{{ range $b := $last }}{{ $twoOctets = append $twoOctets (printf "%s.%s" $a $b) }}{{ end }}{{ end -}}
+{{- range $prefix := list "10.[0-9]." "10.[0-9][0-9]." "10.[0-9][0-9][0-9]." "192.168." "172.1[6-9]." "172.2[0-9]." "172.3[01]." "100.6[4-9]." "100.[7-9][0-9]." "100.1[01][0-9]." "100.12[0-7]." -}}
+{{- range $twoOctets }}{{ $hosts = append $hosts (printf "%s%s" $prefix .) }}{{ end -}}
 {{- end -}}
-{{- $hosts = concat $hosts (list "fc00:*" "fd00:*") -}}
+{{- $hosts = concat $hosts (list "[[]fc*" "[[]fd*") -}}
 {{- end -}}
 {{- join "," (uniq $hosts) -}}
 {{- end -}}
