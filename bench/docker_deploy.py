@@ -2,10 +2,11 @@
 
 Usage: .venv/bin/python bench/docker_deploy.py [--idle-seconds 60]
 
-Deploys a throw-away environment `bench` (prefix mlops-bench, ports 18700/18722, settings
-in a scratch directory), prints the figures, and purges it. "Cold" means no containers, volumes
-or secrets of the environment exist; the images are already built (`make images` is timed by
-the image build, not here).
+Deploys a throw-away environment `bench-cold` (prefix mlops-bench-cold, ports 18700/18722,
+settings in a scratch directory), prints the figures, and purges it (`make bench` measures
+deploy/bench/, another environment: this purge never touches it). "Cold" means no containers,
+volumes or secrets of the environment exist; the images are already built (`make images` is
+timed by the image build, not here).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from mlopskit.stack import load_stack  # noqa: E402
 
-ENV_NAME = "bench"
-PREFIX = "mlops-bench"
+ENV_NAME = "bench-cold"
+PREFIX = "mlops-bench-cold"
 SETTINGS = f"""mlops_target: docker
 mlops_docker_name_prefix: {PREFIX}
 mlops_docker_bind_address: 127.0.0.1
@@ -34,12 +35,14 @@ mlops_docker_sftp_port: 18722
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
-def playbook(config: Path, name: str, *extra: str) -> float:
+def playbook(config: Path, name: str, *extra: str, env_name: str = ENV_NAME) -> float:
+    """Run ansible/<name> on the environment whose inventory and settings are in ``config``;
+    return the wall time (seconds)."""
     args = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i", str(config / "inventory.yml"),
         "-e", f"@{config / 'settings.yml'}",
-        "-e", f"mlops_env={ENV_NAME}",
+        "-e", f"mlops_env={env_name}",
         *extra,
         str(REPO_ROOT / "ansible" / name),
     ]  # fmt: skip

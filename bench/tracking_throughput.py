@@ -19,6 +19,9 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +52,61 @@ def client_loop(deadline: float, latencies: list[float], errors: list[str], expe
     client.set_terminated(run_id)
 
 
+@dataclass(frozen=True)
+class Result:
+    clients: int
+    seconds: float
+    requests: int
+    errors: list[str]
+    latencies: list[float]
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def quantile(self, percent: int) -> float:
+        """The latency under which ``percent`` % of the requests finished (seconds)."""
+        return statistics.quantiles(self.latencies, n=100)[percent - 1]
+
+
+@contextmanager
+def connection_env(values: Mapping[str, str]):
+    """os.environ with the MLflow connection ``values`` (and no other MLFLOW_TRACKING_*)."""
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith("MLFLOW_TRACKING_")]:
+        del os.environ[key]
+    os.environ.update(values)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def measure(connection: Mapping[str, str], clients: int, seconds: float) -> Result:
+    """``clients`` threads sending log_batch(BATCH) for ``seconds`` to the server of
+    ``connection`` (MLFLOW_TRACKING_URI and, with basic auth, _USERNAME and _PASSWORD)."""
+    with connection_env(connection):
+        from mlflow.tracking import MlflowClient
+
+        experiment = MlflowClient().create_experiment(f"bench-{time.time_ns()}")
+        latencies: list[float] = []
+        errors: list[str] = []
+        started = time.monotonic()
+        deadline = started + seconds
+        threads = [
+            threading.Thread(target=client_loop, args=(deadline, latencies, errors, experiment))
+            for _ in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=seconds + 120)
+        elapsed = time.monotonic() - started
+    return Result(clients, elapsed, len(latencies), errors, latencies)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("env", nargs="?", default="local")
@@ -58,36 +116,21 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.clients <= 64 or not 1 <= args.seconds <= 300:
         parser.error("--clients must be 1..64 and --seconds 1..300")
-    os.environ.update(read_connection(check_environment(args.env), args.person))
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-
-    from mlflow.tracking import MlflowClient
-
-    experiment = MlflowClient().create_experiment(f"bench-{int(time.time())}")
-    latencies: list[float] = []
-    errors: list[str] = []
-    started = time.monotonic()
-    deadline = started + args.seconds
-    threads = [
-        threading.Thread(target=client_loop, args=(deadline, latencies, errors, experiment))
-        for _ in range(args.clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=args.seconds + 120)
-    elapsed = time.monotonic() - started
-    if not latencies:
-        print(f"no request succeeded; errors: {errors[:5]}")
+    connection = read_connection(check_environment(args.env), args.person)
+    result = measure(connection, args.clients, args.seconds)
+    if not result.latencies:
+        print(f"no request succeeded; errors: {result.errors[:5]}")
         return 1
-    cuts = statistics.quantiles(latencies, n=100)
-    print(f"environment {args.env}: {args.clients} clients, log_batch({BATCH}) for {elapsed:.1f}s")
-    print(f"  requests/s    {len(latencies) / elapsed:8.1f}")
-    print(f"  metric values/s {len(latencies) * BATCH / elapsed:6.0f}")
-    print(f"  latency p50   {cuts[49]:8.3f}s")
-    print(f"  latency p95   {cuts[94]:8.3f}s")
-    print(f"  latency p99   {cuts[98]:8.3f}s")
-    print(f"  errors        {len(errors):8d}")
+    print(
+        f"environment {args.env}: {args.clients} clients, log_batch({BATCH}) "
+        f"for {result.seconds:.1f}s"
+    )
+    print(f"  requests/s    {result.requests_per_second:8.1f}")
+    print(f"  metric values/s {result.requests_per_second * BATCH:6.0f}")
+    print(f"  latency p50   {result.quantile(50):8.3f}s")
+    print(f"  latency p95   {result.quantile(95):8.3f}s")
+    print(f"  latency p99   {result.quantile(99):8.3f}s")
+    print(f"  errors        {len(result.errors):8d}")
     return 0
 
 
