@@ -466,6 +466,44 @@ def migration_lock(settings: Settings) -> Iterator[None]:
         lock_conn.close()
 
 
+def _schema_revisions(uri: str, table: str) -> list[str]:
+    """The Alembic revisions a database records in `table` (none: a new database)."""
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(_psycopg2_dsn(uri))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute(f'SELECT version_num FROM "{table}"')  # noqa: S608 - a fixed table name
+        return [row[0] for row in cur.fetchall()]
+
+
+def check_schema_is_known(settings: Settings) -> None:
+    """Refuse to start on a schema a newer MLflow migrated (a rollback of the image alone):
+    serving it, or `mlflow db upgrade` on it, fails later with "Can't locate revision"."""
+    import mlflow
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    package = Path(mlflow.__file__).parent
+    databases = [("tracking", settings.backend_store_uri, "alembic_version", "store/db_migrations")]
+    if settings.auth_enabled:
+        databases.append(
+            ("auth", settings.auth_db_uri, "alembic_version_auth", "server/auth/db/migrations")
+        )
+    for what, uri, table, scripts in databases:
+        config = Config()
+        config.set_main_option("script_location", str(package / scripts))
+        known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+        if unknown := [rev for rev in _schema_revisions(uri, table) if rev not in known]:
+            raise ConfigError(
+                f"the {what} database is at schema revision {unknown[0]}, which MLflow "
+                f"{mlflow.__version__} does not know: a newer MLflow migrated it. Nothing was "
+                "changed. Deploy that newer MLflow again, or restore the backup taken before the "
+                "upgrade (make restore; docs/operations.md)"
+            )
+
+
 def migrate(settings: Settings) -> None:
     """Run `mlflow db upgrade` (and the auth DB upgrade) under the migration lock."""
     from mlflow.db import upgrade as tracking_upgrade
@@ -524,6 +562,7 @@ def main(argv: list[str]) -> int:
             raise ConfigError("/tmp is not writable; mount a tmpfs there (docker: --tmpfs /tmp)")
         RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
         wait_for_database(settings.backend_store_uri, settings.db_wait_seconds)
+        check_schema_is_known(settings)
         if command == "migrate" or settings.db_upgrade:
             migrate(settings)
         if command == "migrate":

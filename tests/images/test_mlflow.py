@@ -16,8 +16,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.images.conftest import Mlflow, Postgres, Sftp, sftp_client_files
-from tests.support.docker import Sandbox, assert_config_error, docker
+from tests.images.conftest import Mlflow, Postgres, Sftp, sftp_client_files, start_postgres
+from tests.support.docker import Sandbox, assert_config_error, docker, secret_dir
 from tests.support.keys import sftp_session
 
 pytestmark = pytest.mark.docker
@@ -290,3 +290,45 @@ def test_bad_configuration_fails_at_once_with_one_line(
 ) -> None:
     result = sandbox.run_to_exit(images.ref("mlflow"), env=env)
     assert_config_error(result, message)
+
+
+def test_a_schema_from_a_newer_mlflow_stops_the_server_with_the_fix(
+    sandbox: Sandbox, images, tmp_path: Path
+) -> None:
+    """A rolled-back image on a database a newer MLflow migrated: refuse at once, change nothing
+    (serving or `mlflow db upgrade` would fail later with "Can't locate revision")."""
+    db = start_postgres(sandbox, images, tmp_path, name="db-newer")
+    secrets_dir = secret_dir(tmp_path / "secrets", {"db": db.secrets["app"]})
+    env = {
+        "MLFLOW_DB_HOST": "db-newer",
+        "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+        "MLFLOW_AUTH_ENABLED": "false",
+        "MLFLOW_ARTIFACTS_DESTINATION": "file:///tmp/artifacts",
+    }
+    mounts = [f"{secrets_dir}:/run/secrets/mlflow:ro"]
+    migrated = sandbox.run_to_exit(
+        images.ref("mlflow"), env=env, mounts=mounts, command=["migrate"], timeout=300
+    )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=db.port, dbname="mlflow", user="mlflow",
+        password=db.secrets["app"], connect_timeout=5,
+    )  # fmt: skip
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE alembic_version SET version_num = 'f0f0f0f0f0f0'")
+    for command in ("server", "migrate"):
+        result = sandbox.run_to_exit(
+            images.ref("mlflow"), env=env, mounts=mounts, command=[command], timeout=300
+        )
+        assert result.returncode == 78, result.stderr[-3000:]
+        error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert error == [
+            "error: the tracking database is at schema revision f0f0f0f0f0f0, which MLflow "
+            f"{images.mlflow_version} does not know: a newer MLflow migrated it. Nothing was "
+            "changed. Deploy that newer MLflow again, or restore the backup taken before the "
+            "upgrade (make restore; docs/operations.md)"
+        ]
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT version_num FROM alembic_version")
+        assert cur.fetchall() == [("f0f0f0f0f0f0",)]
+    conn.close()
