@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template, pod_specs
-from conftest import ED25519_PUBLIC
+from conftest import ED25519_PUBLIC, EXISTING_SECRETS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from mlopskit.contract import load_contract
@@ -57,6 +57,45 @@ def test_defaults_generate_every_secret_and_keep_them(matrix_renders: dict[str, 
     assert set(host_keys) == {"ssh_host_ecdsa_key", "ssh_host_rsa_key"}
     assert isinstance(host_keys["ssh_host_ecdsa_key"], ec.EllipticCurvePrivateKey)
     assert isinstance(host_keys["ssh_host_rsa_key"], rsa.RSAPrivateKey)
+
+
+GITOPS = {
+    **EXISTING_SECRETS,
+    "generateSecrets": False,
+    "tests": {"accounts": False},
+    "people": [
+        {"name": "alice", "mlflow": "editor", "dvc": "write", "publicKey": ED25519_PUBLIC,
+         "existingSecret": "alice-mlflow"},
+    ],
+}  # fmt: skip
+
+
+def test_gitops_renders_are_identical(helm: Path) -> None:
+    """Argo CD and Flux render with helm template: without generated secrets, twice the same."""
+    first, second = (helm_template(helm, GITOPS) for _ in range(2))
+    assert first.docs == second.docs
+    assert not [
+        s["metadata"]["name"]
+        for s in first.of_kind("Secret")
+        if s["metadata"]["labels"].get("mlops-kit/secret") != "people"
+    ], "only the people Secret (people.json, from the values) may remain"
+
+
+def test_gitops_without_an_existing_secret_names_each_missing_one(helm: Path) -> None:
+    values = {
+        "generateSecrets": False,
+        "mlflow": {"sftpClientKey": {"existingSecret": "key"}},
+        "people": [{"name": "bob", "mlflow": "reader", "dvc": "none"}],
+    }
+    with pytest.raises(RenderError) as failure:
+        helm_template(helm, values)
+    message = " ".join(str(failure.value).split())
+    assert (
+        "generateSecrets is false (GitOps: nothing random is rendered), so set "
+        "postgresql.auth.existingSecret, mlflow.auth.existingSecret, "
+        "sftp.hostKeys.existingSecret, mlflow.metrics.existingSecret, "
+        "people[bob].existingSecret, tests.accounts: false"
+    ) in message
 
 
 def test_secrets_are_looked_up_before_generating() -> None:

@@ -243,6 +243,24 @@ seccompProfile:
 {{- if .Values.tests.accounts -}}true{{- end -}}
 {{- end -}}
 
+{{/* generateSecrets false (GitOps): every secret must come from an existingSecret; fails the
+     render naming each one missing, instead of rendering random values that change every time. */}}
+{{- define "mlops-kit.secrets.validate" -}}
+{{- if not .Values.generateSecrets -}}
+{{- $missing := list -}}
+{{- if and .Values.postgresql.enabled (not .Values.postgresql.auth.existingSecret) }}{{ $missing = append $missing "postgresql.auth.existingSecret" }}{{ end -}}
+{{- if and .Values.mlflow.auth.enabled (not .Values.mlflow.auth.existingSecret) }}{{ $missing = append $missing "mlflow.auth.existingSecret" }}{{ end -}}
+{{- if not .Values.mlflow.sftpClientKey.existingSecret }}{{ $missing = append $missing "mlflow.sftpClientKey.existingSecret" }}{{ end -}}
+{{- if and .Values.sftp.enabled (not .Values.sftp.hostKeys.existingSecret) }}{{ $missing = append $missing "sftp.hostKeys.existingSecret" }}{{ end -}}
+{{- if and (include "mlops-kit.metrics.account" .) (not .Values.mlflow.metrics.existingSecret) }}{{ $missing = append $missing "mlflow.metrics.existingSecret" }}{{ end -}}
+{{- range .Values.people }}{{ if and $.Values.mlflow.auth.enabled (not .existingSecret) }}{{ $missing = append $missing (printf "people[%s].existingSecret" .name) }}{{ end }}{{ end -}}
+{{- if include "mlops-kit.tests.accounts" . }}{{ $missing = append $missing "tests.accounts: false" }}{{ end -}}
+{{- if $missing -}}
+{{- fail (printf "generateSecrets is false (GitOps: nothing random is rendered), so set %s (docs/kubernetes.md, \"GitOps\")" (join ", " $missing)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks of the people list the schema cannot express; fails the render with the fix. */}}
 {{- define "mlops-kit.people.validate" -}}
 {{- $seen := dict -}}
