@@ -7,7 +7,7 @@ ENV (default local) must be deployed. Areas: tracking (log_batch throughput and 
 vs a stock `mlflow server` on SQLite started here), artifacts (a 256 MiB file through the stock
 MLflow client vs `sftp` put/get), dvc (`dvc push`/`pull` of 1,000 files of 100 KiB and one 256 MiB
 file vs `sftp put -r`/`get -r`), deploy (warm deploy wall time, --with-deploy). Prints a
-Markdown table, writes it to build/bench/<UTC date-time>.md with a PNG of throughput and p99
+Markdown table, writes it to build/bench-results/<UTC date-time>.md with a PNG of throughput and p99
 against clients; --update-readme rewrites the README's generated block from it.
 """
 
@@ -30,7 +30,9 @@ from bench.docker_deploy import playbook
 from bench.report import Row, not_run
 
 AREAS = ("tracking", "artifacts", "dvc", "deploy")
-OUTPUT_DIR = BUILD_ROOT / "bench"
+# Not build/<env>/ (build/bench/ is the bench environment's): `make destroy ENV=bench PURGE=1`
+# must not take the results with it.
+OUTPUT_DIR = BUILD_ROOT / "bench-results"
 README = REPO_ROOT / "README.md"
 
 
