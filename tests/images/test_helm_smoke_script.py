@@ -157,6 +157,10 @@ def test_helm_test_script_leaves_no_live_run(
         timeout=30,
     ).json()
     assert runs.get("runs", []) == [], "the helm test left a live run in the server"
+    assert "and its artifacts" in result.stdout
+    # Nor any file: every run of the script (this module runs it several times) cleans up.
+    left = sftp.container.exec("find", "/data/artifacts", "-name", "smoke.txt").split()
+    assert left == [], f"the helm test left {left} in the artifact store"
 
 
 def test_helm_test_script_fails_with_wrong_credentials(

@@ -3,7 +3,8 @@
 Positive journeys, then attacks made with real clients that must fail:
 
 1. MLflow (admin, the platform engineer's account, in-cluster only): log a run with an
-   artifact, read it back; the run is deleted at the end, so production keeps no test runs.
+   artifact, read it back; the run and its artifacts are deleted at the end, so production keeps
+   no test runs and no test files.
 2. MLflow accounts: a wrong password gets 401; the test reader (a `reader` account) can search
    but gets 403 creating an experiment; the metrics account reads /metrics and gets 403 on an
    experiment.
@@ -89,10 +90,17 @@ def check_mlflow() -> tuple[str, str, str]:
 
 
 def delete_run(run_id: str) -> None:
+    """Delete the run's artifacts (through the server when proxied), then the run: a deleted run
+    keeps its files, and a test that runs at every release must not fill the artifact store."""
     import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    mlflow.MlflowClient().delete_run(run_id)
-    print(f"ok: deleted the test run {run_id}")
+    client = mlflow.MlflowClient()
+    get_artifact_repository(client.get_run(run_id).info.artifact_uri).delete_artifacts()
+    if left := [f.path for f in client.list_artifacts(run_id)]:
+        fail(f"run {run_id} still lists artifacts {left} after deleting them")
+    client.delete_run(run_id)
+    print(f"ok: deleted the test run {run_id} and its artifacts")
 
 
 def check_accounts(experiment_id: str) -> None:
