@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,8 @@ from chartlib import (
 )
 from contract import ImageContract, parse_contract
 from mlopskit.versions import image_set
+
+from tests.support.docker_role import render_docker_role
 
 CONTRACT = parse_contract()
 CHART_YAML = yaml.safe_load((REPO_ROOT / "charts" / "mlops-kit" / "Chart.yaml").read_text())
@@ -339,24 +339,12 @@ def test_the_drift_check_sees_a_missing_setting(tmp_path: Path) -> None:
 
 # ---------- the two targets render the same effective configuration ----------
 
-# What the Docker role makes of its defaults, rendered by Ansible itself (no deploy).
-DOCKER_RENDER_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - ansible.builtin.include_vars: {file: "%(role)s/defaults/main.yml"}
-    - ansible.builtin.include_vars: {file: "%(role)s/vars/main.yml"}
-    - ansible.builtin.copy:
-        dest: "{{ out }}"
-        mode: "0600"
-        content: >-
-          {{ {'env': {'mlflow': mlops_docker_mlflow_env, 'postgresql': services.postgresql,
-                      'sftp': services.sftp},
-              'uid': mlops_docker_uid | int, 'tmp': mlops_docker_mlflow_tmp_size,
-              'memory': {'mlflow': mlops_docker_mlflow_memory,
-                         'postgresql': mlops_docker_postgres_memory,
-                         'sftp': mlops_docker_sftp_memory}} | to_json }}
-"""
+# The effective configuration the Docker role makes of its defaults.
+DOCKER_EFFECTIVE = """{'env': {'mlflow': mlops_docker_mlflow_env, 'postgresql': services.postgresql,
+           'sftp': services.sftp},
+   'uid': mlops_docker_uid | int, 'tmp': mlops_docker_mlflow_tmp_size,
+   'memory': {'mlflow': mlops_docker_mlflow_memory, 'postgresql': mlops_docker_postgres_memory,
+              'sftp': mlops_docker_sftp_memory}}"""
 # Settings whose values name where things are on each target (hosts, mounts, URIs).
 TARGET_SPECIFIC = {
     "MLFLOW_DB_HOST", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_ARTIFACTS_DESTINATION",
@@ -374,19 +362,7 @@ def mebibytes(size: str) -> int:
 @pytest.fixture(scope="module")
 def docker_effective(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("docker-render")
-    (tmp / "play.yml").write_text(DOCKER_RENDER_PLAY % {"role": DOCKER_ROLE})
-    extra = {
-        "mlops_env": "unit", "out": str(tmp / "out.json"), "services": docker_service_env(),
-        "ansible_python_interpreter": sys.executable, "playbook_dir": str(REPO_ROOT / "ansible"),
-    }  # fmt: skip
-    result = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         str(tmp / "play.yml"), "-e", json.dumps(extra)],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return json.loads((tmp / "out.json").read_text())
+    return render_docker_role(tmp, DOCKER_EFFECTIVE, services=docker_service_env())
 
 
 def chart_effective(rendered: Rendered) -> dict[str, Any]:
