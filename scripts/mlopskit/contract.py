@@ -50,6 +50,8 @@ IMAGE_KEYS = {"title", "volume", "paths", "settings"}
 PATH_KEYS = {"path", "kind", "description"}
 PROFILE_KEYS = {"type", "value", "description", "min", "max", "values", "docker", "chart"}
 MLFLOW_GROUPS = ("database", "authentication", "artifacts", "server")
+# The chart's component of each image (the one name that still differs: issue 11).
+CHART_COMPONENTS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
 # The texts of the generated files rendered so far in this run (the order of GENERATED).
 Sources = Mapping[Path, str]
 Renderer = Callable[["Contract", str, Sources], str]
@@ -483,9 +485,8 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
 
 def render_chart_ports(contract: Contract, text: str, _rendered: Sources) -> str:
     """The chart's named templates of the images' listen ports."""
-    components = {"postgres": "postgresql"}
     lines = [
-        f'{{{{- define "mlops-kit.{components.get(name, name)}.containerPort" -}}}}'
+        f'{{{{- define "mlops-kit.{CHART_COMPONENTS[name]}.containerPort" -}}}}'
         f"{image.port}{{{{- end -}}}}"
         for name, image in contract.images.items()
     ]
@@ -541,7 +542,7 @@ def chart_image_values() -> dict[str, str]:
     """values.yaml keys of the default images -> their value from versions.env."""
     images = image_set(versions_file=VERSIONS_FILE, prefix="")
     result = {}
-    for component, name in (("mlflow", "mlflow"), ("postgresql", "postgres"), ("sftp", "sftp")):
+    for name, component in CHART_COMPONENTS.items():
         result[f"{component}.image.repository"] = f"{images.prefix}/{name}"
         result[f"{component}.image.tag"] = images.tag(name)
     return result

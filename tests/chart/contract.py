@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlopskit.contract import load_contract
+from mlopskit.contract import CHART_COMPONENTS, load_contract
 
 # Chart component names -> image names of images/contract.yaml.
-COMPONENTS = {"postgresql": "postgres", "sftp": "sftp", "mlflow": "mlflow"}
+COMPONENTS = {component: image for image, component in CHART_COMPONENTS.items()}
 
 
 @dataclass
