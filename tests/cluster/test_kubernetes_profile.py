@@ -166,8 +166,12 @@ def test_helm_upgrade_keeps_two_replicas_serving():
         f"http://{service['spec']['clusterIP']}:5000"
         "/api/2.0/mlflow/experiments/search?max_results=1"
     )
+    # The pod of the 1-replica ReplicaSet may still be terminating when helm's wait returns.
+    wait_for(
+        lambda: len(ENV.names("pods", "app.kubernetes.io/component=mlflow")) == 2,
+        120, "exactly the 2 MLflow pods of the new ReplicaSet",
+    )  # fmt: skip
     pods_before = ENV.names("pods", "app.kubernetes.io/component=mlflow")
-    assert len(pods_before) == 2
     with Prober(
         url, connection["MLFLOW_TRACKING_USERNAME"], connection["MLFLOW_TRACKING_PASSWORD"]
     ) as prober:
