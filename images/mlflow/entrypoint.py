@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "MLFLOW_DB_SSLMODE": "",
     "MLFLOW_BACKEND_STORE_URI": "",
     "MLFLOW_DB_WAIT_SECONDS": 120,
+    "MLFLOW_DB_POOL_SIZE": 2,
+    "MLFLOW_DB_MAX_OVERFLOW": 0,
     "MLFLOW_DB_UPGRADE": False,
     "MLFLOW_AUTH_ENABLED": True,
     "MLFLOW_AUTH_DB_NAME": "mlflow_auth",
@@ -61,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
 LIMITS: dict[str, tuple[int, int]] = {
     "MLFLOW_DB_PORT": (1, 65535),
     "MLFLOW_DB_WAIT_SECONDS": (0, 3600),
+    "MLFLOW_DB_POOL_SIZE": (1, 100),
+    "MLFLOW_DB_MAX_OVERFLOW": (0, 100),
     "MLFLOW_AUTH_CACHE_TTL_SECONDS": (0, 86400),
     "MLFLOW_PORT": (1024, 65535),
     "MLFLOW_WORKERS": (1, 64),
@@ -73,6 +77,16 @@ AUTH_PERMISSIONS = CHOICES["MLFLOW_AUTH_DEFAULT_PERMISSION"]
 # MLflow's password policy; checked here so the error names our setting before the server starts.
 MIN_ADMIN_PASSWORD_LENGTH = 12
 AUTH_APP = "mlops-kit-auth"
+# MLflow's own pool variables: the image sets them from MLFLOW_DB_POOL_SIZE and
+# MLFLOW_DB_MAX_OVERFLOW, so that the deploy targets' sizing checks count what really runs.
+MLFLOW_POOL_VARIABLES = {
+    "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "MLFLOW_DB_POOL_SIZE",
+    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "MLFLOW_DB_MAX_OVERFLOW",
+    "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": "MLFLOW_DB_POOL_SIZE and MLFLOW_DB_MAX_OVERFLOW",
+}
+# SQLAlchemy engine plugin of the image (plugins/mlops_kit_pool): it applies the pool sizes to
+# every engine of the server, 0 included (MLflow passes them only when they are not 0).
+POOL_PLUGIN = "mlops_kit_pool"
 LOCAL_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[::1]:*")
 
 
@@ -203,6 +217,8 @@ class Settings:
     people: tuple[Any, ...] = field(default=(), repr=False)
     sftp_private_key_file: str = ""
     sftp_known_hosts_file: str = ""
+    db_pool_size: int = DEFAULTS["MLFLOW_DB_POOL_SIZE"]
+    db_max_overflow: int = DEFAULTS["MLFLOW_DB_MAX_OVERFLOW"]
 
     @property
     def uses_sftp(self) -> bool:
@@ -212,6 +228,12 @@ class Settings:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse and validate the whole contract; raise ConfigError naming the first problem."""
+    for name, ours in MLFLOW_POOL_VARIABLES.items():
+        if env.get(name, "").strip():
+            raise ConfigError(
+                f"{name} is set; set {ours} instead (the image sets MLflow's pool variables "
+                "from them, and the deploy targets size PostgreSQL with them)"
+            )
     backend = read_secret(env, "MLFLOW_BACKEND_STORE_URI")
     backend = (
         normalize_db_uri(backend) if backend else build_db_uri(env, _text(env, "MLFLOW_DB_NAME"))
@@ -299,6 +321,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         prometheus_dir=env.get("MLFLOW_PROMETHEUS_DIR", DEFAULTS["MLFLOW_PROMETHEUS_DIR"]).strip(),
         enable_workspaces=_truthy(env, "MLFLOW_ENABLE_WORKSPACES"),
         auth_enabled=auth,
+        db_pool_size=_int(env, "MLFLOW_DB_POOL_SIZE"),
+        db_max_overflow=_int(env, "MLFLOW_DB_MAX_OVERFLOW"),
         sftp_private_key_file=env.get(
             "MLFLOW_SFTP_PRIVATE_KEY_FILE", DEFAULTS["MLFLOW_SFTP_PRIVATE_KEY_FILE"]
         ).strip(),
@@ -334,6 +358,13 @@ def bare_host_known_hosts(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_pool_plugin(uri: str) -> str:
+    """The SQLAlchemy URI with the image's pool plugin (`plugin=` is consumed by SQLAlchemy)."""
+    if f"plugin={POOL_PLUGIN}" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}plugin={POOL_PLUGIN}"
+
+
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
@@ -352,7 +383,9 @@ def prepare_runtime(settings: Settings, env: dict[str, str]) -> None:
         _write_private(home / ".ssh" / "config", f"Host *\n  IdentityFile {key}\n")
         known = Path(settings.sftp_known_hosts_file).read_text()
         _write_private(home / ".ssh" / "known_hosts", bare_host_known_hosts(known))
-    env["MLFLOW_BACKEND_STORE_URI"] = settings.backend_store_uri
+    env["MLFLOW_BACKEND_STORE_URI"] = with_pool_plugin(settings.backend_store_uri)
+    env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = str(settings.db_pool_size)
+    env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(settings.db_max_overflow)
     # MLflow's job runner (GenAI scorers, trace roll-ups) starts ~10 huey processes and ~1 GiB
     # of memory; a tracking server for classic ML does not need it, so it is opt-in here.
     env.setdefault(
@@ -367,7 +400,7 @@ def prepare_runtime(settings: Settings, env: dict[str, str]) -> None:
             key: value.replace("%", "%%")
             for key, value in {
                 "default_permission": settings.auth_default_permission,
-                "database_uri": settings.auth_db_uri,
+                "database_uri": with_pool_plugin(settings.auth_db_uri),
                 "admin_username": settings.auth_admin_username,
                 "admin_password": settings.auth_admin_password,
                 "auth_cache_ttl_seconds": str(settings.auth_cache_ttl_seconds),
