@@ -49,6 +49,13 @@ SETTING_KEYS = {
 IMAGE_KEYS = {"title", "volume", "paths", "settings"}
 PATH_KEYS = {"path", "kind", "description"}
 PROFILE_KEYS = {"type", "value", "description", "min", "max", "values", "docker", "chart"}
+# The constants of the sizing section (each {value, description}) and its table.
+SIZING_CONSTANTS = (
+    "db_engines_per_worker", "db_server_process_connections", "db_reserved_connections",
+    "rollout_surge", "sftp_sessions_per_worker", "sftp_session_memory_kib",
+    "sftp_processes_per_session", "sftp_base_memory_mib",
+)  # fmt: skip
+SIZING_TABLE = "sizing table (edit images/contract.yaml: sizing)"
 MLFLOW_GROUPS = ("database", "authentication", "artifacts", "server")
 # The chart's component of each image (the one name that still differs: issue 11).
 CHART_COMPONENTS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
@@ -113,9 +120,60 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Sizing:
+    """What MLflow holds at most: PostgreSQL connections and SFTP sessions (images/contract.yaml,
+    sizing). The chart's check, the Docker role's and the docs' table use the same formulas."""
+
+    db_engines_per_worker: int = 0
+    db_server_process_connections: int = 0
+    db_reserved_connections: int = 0
+    rollout_surge: int = 0
+    sftp_sessions_per_worker: int = 0
+    sftp_session_memory_kib: int = 0
+    sftp_processes_per_session: int = 0
+    sftp_base_memory_mib: int = 0
+    descriptions: dict[str, str] = field(default_factory=dict)
+    table_replicas: tuple[int, ...] = ()
+    table_workers: tuple[int, ...] = ()
+
+    def constants(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SIZING_CONSTANTS}
+
+    def db_engines(self, auth: bool = True, workspaces: bool = False) -> int:
+        """SQLAlchemy engines (pools) of one worker."""
+        return self.db_engines_per_worker + int(auth) + int(workspaces)
+
+    def db_connections(
+        self,
+        pods: int,
+        workers: int,
+        pool_size: int,
+        max_overflow: int,
+        auth: bool = True,
+        workspaces: bool = False,
+    ) -> int:
+        """PostgreSQL connections at most: every worker's pools full, plus the `mlflow server`
+        process's own stores (not auth), plus the reserve."""
+        per_worker = self.db_engines(auth, workspaces) * (pool_size + max_overflow)
+        server = self.db_engines(False, workspaces) * self.db_server_process_connections
+        return pods * (workers * per_worker + server) + self.db_reserved_connections
+
+    def sftp_sessions(self, pods: int, workers: int) -> int:
+        return pods * workers * self.sftp_sessions_per_worker
+
+    def sftp_memory_mib(self, sessions: int) -> int:
+        """Memory the SFTP container needs for that many sessions (rounded up)."""
+        return -(-sessions * self.sftp_session_memory_kib // 1024) + self.sftp_base_memory_mib
+
+    def sftp_processes(self, sessions: int) -> int:
+        return sessions * self.sftp_processes_per_session + 1
+
+
+@dataclass(frozen=True)
 class Contract:
     images: dict[str, Image]
     profile: dict[str, Setting] = field(default_factory=dict)
+    sizing: Sizing = field(default_factory=Sizing)
 
     def knobs(self) -> Iterator[Setting]:
         """Everything a deploy target fills with a contract default: mapped settings, profile."""
@@ -206,8 +264,31 @@ def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
     return setting
 
 
+def parse_sizing(raw: Any) -> Sizing:
+    _check_keys("sizing", raw, {*SIZING_CONSTANTS, "table"}, {*SIZING_CONSTANTS, "table"})
+    constants, descriptions = {}, {}
+    for name in SIZING_CONSTANTS:
+        _check_keys(f"sizing.{name}", raw[name], {"value", "description"}, {"value", "description"})
+        value = raw[name]["value"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise _fail(f"sizing.{name}.value", f"{value!r} must be a whole number >= 0")
+        constants[name], descriptions[name] = value, raw[name]["description"]
+    table = raw["table"]
+    _check_keys("sizing.table", table, {"replicas", "workers"}, {"replicas", "workers"})
+    for key in ("replicas", "workers"):
+        if not table[key] or not all(isinstance(v, int) and v > 0 for v in table[key]):
+            raise _fail(f"sizing.table.{key}", "must be a list of whole numbers > 0")
+    return Sizing(
+        **constants,
+        descriptions=descriptions,
+        table_replicas=tuple(table["replicas"]),
+        table_workers=tuple(table["workers"]),
+    )
+
+
 def parse_contract(data: Any) -> Contract:
-    _check_keys("top level", data, {"images", "profile"}, {"images", "profile"})
+    keys = {"images", "profile", "sizing"}
+    _check_keys("top level", data, keys, keys)
     images: dict[str, Image] = {}
     for image_name, raw_image in data["images"].items():
         where = f"images.{image_name}"
@@ -241,7 +322,7 @@ def parse_contract(data: Any) -> Contract:
         where = f"profile.{name}"
         _check_keys(where, raw, PROFILE_KEYS, {"type", "value", "description", "docker", "chart"})
         profile[name] = _setting(where, raw, name)
-    contract = Contract(images=images, profile=profile)
+    contract = Contract(images=images, profile=profile, sizing=parse_sizing(data["sizing"]))
     for target in ("docker", "chart"):
         used = [getattr(k, target) for k in contract.knobs() if getattr(k, target)]
         if twice := sorted({t for t in used if used.count(t) > 1}):
@@ -483,15 +564,55 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
     return render
 
 
-def render_chart_ports(contract: Contract, text: str, _rendered: Sources) -> str:
-    """The chart's named templates of the images' listen ports."""
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def render_chart_helpers(contract: Contract, text: str, _rendered: Sources) -> str:
+    """The chart's named templates of the images' listen ports and of the sizing constants."""
+    html = ("{{/* ", " */}}")
+    source = "templates/_helpers.tpl"
     lines = [
         f'{{{{- define "mlops-kit.{CHART_COMPONENTS[name]}.containerPort" -}}}}'
         f"{image.port}{{{{- end -}}}}"
         for name, image in contract.images.items()
     ]
-    html = ("{{/* ", " */}}")
-    return replace_block(text, "ports", "\n".join(lines), html, "templates/_helpers.tpl")
+    text = replace_block(text, "ports", "\n".join(lines), html, source)
+    lines = [
+        f'{{{{- define "mlops-kit.sizing.{_camel(name)}" -}}}}{value}{{{{- end -}}}}'
+        for name, value in contract.sizing.constants().items()
+    ]
+    return replace_block(text, "sizing", "\n".join(lines), html, source)
+
+
+def sizing_table(contract: Contract) -> str:
+    """Worst cases of docs/kubernetes.md's sizing table, with the contract's defaults."""
+    sizing = contract.sizing
+    mlflow, postgres = contract.images["mlflow"], contract.images["postgres"]
+    pool = mlflow.setting("MLFLOW_DB_POOL_SIZE").default
+    overflow = mlflow.setting("MLFLOW_DB_MAX_OVERFLOW").default
+    max_connections = postgres.setting("POSTGRES_MAX_CONNECTIONS").default
+    sftp_memory = contract.profile["sftp_memory"].default
+    rows = [
+        "| replicas (HPA: maxReplicas) | workers | PostgreSQL connections | SFTP sessions "
+        "| SFTP memory |",
+        "|---|---|---|---|---|",
+    ]
+    for replicas in sizing.table_replicas:
+        for workers in sizing.table_workers:
+            pods = replicas + sizing.rollout_surge
+            connections = sizing.db_connections(pods, workers, pool, overflow)
+            sessions = sizing.sftp_sessions(pods, workers)
+            memory = sizing.sftp_memory_mib(sessions)
+            db_cell = f"{connections}" + (
+                f" (over {max_connections})" if connections > max_connections else ""
+            )
+            memory_cell = f"{memory} MiB" + (
+                f" (over {mebibytes(sftp_memory, 'chart')})" if memory > sftp_memory else ""
+            )
+            rows.append(f"| {replicas} | {workers} | {db_cell} | {sessions} | {memory_cell} |")
+    return "\n".join(rows)
 
 
 # ---------- the image versions (images/versions.env) where other files name them ----------
@@ -593,6 +714,9 @@ def render_docker_vars(contract: Contract, text: str, sources: Sources) -> str:
         lines.append(
             f"  {name}: {{min: {limit['min']}, max: {limit['max']}, contract: {limit['contract']}}}"
         )
+    lines.append("# Sizing (images/contract.yaml: sizing): tasks/validate.yml checks with them.")
+    lines.append("mlops_docker_sizing:")
+    lines += [f"  {name}: {value}" for name, value in contract.sizing.constants().items()]
     lines.append("# Ports inside the containers (the images' ports).")
     for name, image in contract.images.items():
         lines.append(f"mlops_docker_{name}_internal_port: {image.port}")
@@ -700,6 +824,7 @@ def render_kubernetes_doc(contract: Contract, text: str, sources: Sources) -> st
     doc = "docs/kubernetes.md"
     values = value_docs.chart_values(sources[CHART_VALUES], "charts/mlops-kit/values.yaml")
     text = replace_block(text, VALUES_TABLE, value_docs.table(values), HTML, doc)
+    text = replace_block(text, SIZING_TABLE, sizing_table(contract), HTML, doc)
     variables = role_variables(KUBERNETES_ROLE, sources)
     return role_settings_block(KUBERNETES_ROLE, variables, text, sources, doc)
 
@@ -720,7 +845,7 @@ GENERATED: dict[Path, Renderer] = {
     KUBERNETES_SPECS: render_kubernetes_specs,
     DOCS / "kubernetes.md": render_kubernetes_doc,
     DOCS / "docker.md": render_docker_doc,
-    CHART / "templates" / "_helpers.tpl": render_chart_ports,
+    CHART / "templates" / "_helpers.tpl": render_chart_helpers,
     **IMAGE_FILES,
     **{path: _version_pin_renderer(path) for path in VERSION_PINS},
 }
