@@ -88,6 +88,17 @@ def test_secret_from_file_wins_and_both_is_an_error(ep, env, tmp_path: Path) -> 
         ({"MLFLOW_SERVE_ARTIFACTS": "maybe"}, "must be true or false"),
         ({"MLFLOW_PORT": "80"}, "between 1024 and 65535"),
         ({"MLFLOW_WORKERS": "0"}, "between 1 and 64"),
+        ({"MLFLOW_DB_POOL_SIZE": "0"}, "MLFLOW_DB_POOL_SIZE=0 must be between 1 and 100"),
+        ({"MLFLOW_DB_MAX_OVERFLOW": "-1"}, "MLFLOW_DB_MAX_OVERFLOW=-1 must be between 0 and 100"),
+        (
+            {"MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0"},
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW is set; set MLFLOW_DB_MAX_OVERFLOW instead",
+        ),
+        ({"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "9"}, "set MLFLOW_DB_POOL_SIZE instead"),
+        (
+            {"MLFLOW_SQLALCHEMYSTORE_POOLCLASS": "NullPool"},
+            "MLFLOW_SQLALCHEMYSTORE_POOLCLASS is set",
+        ),
         ({"MLFLOW_SFTP_PRIVATE_KEY_FILE": "/nope"}, "MLFLOW_SFTP_PRIVATE_KEY_FILE=/nope"),
     ],
 )
@@ -166,3 +177,54 @@ def test_runtime_files_keep_secrets_private_and_escape_percent(
     ssh = tmp_path / "runtime" / "home" / ".ssh"
     assert (ssh / "id_rsa").stat().st_mode & 0o777 == 0o600
     assert "sftp ssh-ed25519 AAAA" in (ssh / "known_hosts").read_text()
+
+
+def test_pool_sizes_reach_mlflow_and_the_uris_name_the_pool_plugin(
+    ep, env, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    env.update(MLFLOW_DB_POOL_SIZE="3", MLFLOW_DB_MAX_OVERFLOW="0", MLFLOW_DB_SSLMODE="require")
+    settings = ep.load_settings(env)
+    server_env = dict(env)
+    ep.prepare_runtime(settings, server_env)
+    assert server_env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == "3"
+    assert server_env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == "0"
+    assert server_env["MLFLOW_BACKEND_STORE_URI"].endswith(
+        "/mlflow?sslmode=require&plugin=mlops_kit_pool"
+    )
+    ini = (tmp_path / "runtime" / "basic_auth.ini").read_text()
+    assert "/mlflow_auth?sslmode=require&plugin=mlops_kit_pool" in ini
+    # The checks before the server (psycopg2) get the URI without the plugin.
+    assert "plugin" not in settings.backend_store_uri
+    assert (
+        ep.with_pool_plugin(ep.with_pool_plugin("sqlite:///x"))
+        == "sqlite:///x?plugin=mlops_kit_pool"
+    )
+
+
+def test_pool_defaults_are_the_contracts(ep, env) -> None:
+    settings = ep.load_settings(env)
+    assert (settings.db_pool_size, settings.db_max_overflow) == (2, 0)
+
+
+def test_pool_plugin_sets_both_sizes_zero_included(monkeypatch) -> None:
+    """An engine made from a URI naming the plugin gets the exact sizes, an overflow of 0
+    included (MLflow alone drops it: SQLAlchemy's default of 10 would apply)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.dialects import plugins
+
+    monkeypatch.syspath_prepend(str(ENTRYPOINT.parent / "plugins"))
+    plugins.register("mlops_kit_pool", "mlops_kit_pool", "PoolSizePlugin")
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "1")
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "0")
+    uri = "postgresql+psycopg2://u:p@db/x?sslmode=require"
+    engine = create_engine(ep_with_plugin(uri))
+    assert (engine.pool.size(), engine.pool._max_overflow) == (1, 0)
+    assert engine.url.query == {"sslmode": "require"}  # the plugin name is consumed
+    stock = create_engine(uri, pool_size=1)  # what MLflow passes for MAX_OVERFLOW=0
+    assert stock.pool._max_overflow == 10
+
+
+def ep_with_plugin(uri: str) -> str:
+    return f"{uri}&plugin=mlops_kit_pool"

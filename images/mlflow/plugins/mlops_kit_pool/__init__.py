@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy.engine import CreateEnginePlugin
+from sqlalchemy.engine import URL, CreateEnginePlugin
 from sqlalchemy.pool import QueuePool
 
 POOL_ARGUMENTS = {
@@ -23,6 +23,10 @@ POOL_ARGUMENTS = {
 
 
 class PoolSizePlugin(CreateEnginePlugin):
+    def update_url(self, url: URL) -> URL:
+        """Nothing of ours stays in the URL (SQLAlchemy removes `plugin=` itself)."""
+        return url
+
     def handle_pool_kwargs(self, pool_cls: type, pool_args: dict[str, Any]) -> None:
         if not issubclass(pool_cls, QueuePool):
             return
