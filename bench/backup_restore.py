@@ -86,8 +86,8 @@ def main() -> None:
     client = mlflow.MlflowClient()
     tag = uuid.uuid4().hex[:8]
     experiment = client.create_experiment(f"bench-backup-{tag}")
-    postgres, sftp = denv.container("postgres"), denv.container("sftp")
-    psql = ["docker", "exec", "-i", postgres, "sh", "-c", PG_SHELL, "sh", "psql", "-qX",
+    postgresql, sftp = denv.container("postgresql"), denv.container("sftp")
+    psql = ["docker", "exec", "-i", postgresql, "sh", "-c", PG_SHELL, "sh", "psql", "-qX",
             "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "mlflow"]  # fmt: skip
     started = time.monotonic()
     sh(*psql, "-v", f"tag={tag}", "-v", f"exp={experiment}", "-v", f"runs={args.runs}",

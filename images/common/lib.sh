@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for the entrypoints of the postgres and sftp images (sourced, not run).
+# Shared helpers for the entrypoints of the postgresql and sftp images (sourced, not run).
 # Contract: see images/README.md. Errors are one line on stderr and exit code 78 (EX_CONFIG).
 
 readonly EX_CONFIG=78

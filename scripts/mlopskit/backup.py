@@ -3,7 +3,8 @@
 Backups live in mlops_docker_backup_dir (default /var/backups/mlops-kit/<prefix>/), outside
 everything `make destroy PURGE=1` deletes. Each one is a directory <UTC time>[-label]/
 (mode 0700) with
-  postgres-<db>.dump   pg_dump custom format of the tracking and the auth database,
+  postgresql-<db>.dump pg_dump custom format of the tracking and the auth database
+                       (postgres-<db>.dump in backups of format 2 and older),
   sftp/                the SFTP volume (artifacts, DVC objects, host keys) as a tree, files
                        hard-linked to the previous backup when unchanged (snapshot.py),
   secrets/             the environment's generated secrets (the auth DB's admin hash needs them),
@@ -40,7 +41,7 @@ from .versions import IMAGE_NAMES, image_set
 
 __all__ = ["PG_SHELL", "apply_retention", "backup", "latest_backup", "verify"]
 
-PG_DATABASES_SCRIPT = 'printf "%s\\n" "$POSTGRES_APP_DB" "${POSTGRES_AUTH_DB:-}"'
+PG_DATABASES_SCRIPT = 'printf "%s\\n" "$POSTGRESQL_APP_DB" "${POSTGRESQL_AUTH_DB:-}"'
 SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
@@ -84,12 +85,23 @@ def _new_name(root: Path, label: str) -> str:
         time.sleep(1)
 
 
-def _dump_databases(postgres: str, target: Path) -> list[str]:
-    databases = lines(docker_exec(postgres, PG_DATABASES_SCRIPT))
+# A database's dump file: the first prefix is written; backups of format 2 and older have the
+# second (before the service was called postgresql everywhere), and restore still reads them.
+DUMP_PREFIXES = ("postgresql-", "postgres-")
+
+
+def dump_file(files: dict, database: str) -> str | None:
+    """The name of the database's dump among a manifest's files, None when it has none."""
+    names = (f"{prefix}{database}.dump" for prefix in DUMP_PREFIXES)
+    return next((name for name in names if name in files), None)
+
+
+def _dump_databases(postgresql: str, target: Path) -> list[str]:
+    databases = lines(docker_exec(postgresql, PG_DATABASES_SCRIPT))
     for database in databases:
-        path = target / f"postgres-{database}.dump"
+        path = target / f"{DUMP_PREFIXES[0]}{database}.dump"
         with open(path, "xb", opener=snapshot.private_opener) as out:
-            pg_tool(postgres, database, "pg_dump", "--format=custom", stdout=out)
+            pg_tool(postgresql, database, "pg_dump", "--format=custom", stdout=out)
     return databases
 
 
@@ -139,8 +151,8 @@ class _Paused:
 def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
     """Take a backup; with keep > 0, delete the oldest so that `keep` remain. Return its path."""
     denv = docker_env(env)
-    postgres, sftp = denv.container("postgres"), denv.container("sftp")
-    for container in (postgres, sftp):
+    postgresql, sftp = denv.container("postgresql"), denv.container("sftp")
+    for container in (postgresql, sftp):
         if container_state(container).get("Status") != "running":
             raise CommandError(
                 f"{container} is not running; deploy first: make deploy ENV={env.name}"
@@ -156,16 +168,16 @@ def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
     try:
         (data_root,) = lines(docker_exec(sftp, SFTP_ROOT_SCRIPT))
         with _Paused(denv.container("mlflow")):
-            databases = _dump_databases(postgres, partial)
+            databases = _dump_databases(postgresql, partial)
             files, dirs, links, copied = snapshot.copy_out(
                 sftp, data_root, partial, previous, previous_dir
             )
-        for path in sorted(partial.glob("postgres-*.dump")):
+        for path in sorted(partial.glob(f"{DUMP_PREFIXES[0]}*.dump")):
             files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         files.update(_copy_secrets(env, partial))
         images = image_set()
         manifest = {
-            "format": 2,
+            "format": 3,
             "environment": env.name,
             "created": name,
             "databases": databases,
@@ -213,7 +225,7 @@ def verify(backup_dir: Path) -> dict:
         if not path.is_file() or sha256_file(path) != expected["sha256"]:
             raise CommandError(f"{path} is missing or damaged; nothing was changed")
     for database in manifest["databases"]:
-        if f"postgres-{database}.dump" not in manifest["files"]:
+        if dump_file(manifest["files"], database) is None:
             raise CommandError(f"{backup_dir} has no dump of {database}; nothing was changed")
     return manifest
 

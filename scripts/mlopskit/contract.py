@@ -22,7 +22,7 @@ import yaml
 
 from . import value_docs
 from .shell import CommandError
-from .versions import REPO_ROOT, VERSIONS_FILE, image_set, read_env_file
+from .versions import IMAGE_NAMES, REPO_ROOT, VERSIONS_FILE, image_set, read_env_file
 
 CONTRACT_FILE = REPO_ROOT / "images" / "contract.yaml"
 IMAGES_README = REPO_ROOT / "images" / "README.md"
@@ -57,8 +57,6 @@ SIZING_CONSTANTS = (
 )  # fmt: skip
 SIZING_TABLE = "sizing table (edit images/contract.yaml: sizing)"
 MLFLOW_GROUPS = ("database", "authentication", "artifacts", "server")
-# The chart's component of each image (the one name that still differs: issue 11).
-CHART_COMPONENTS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
 # The texts of the generated files rendered so far in this run (the order of GENERATED).
 Sources = Mapping[Path, str]
 Renderer = Callable[["Contract", str, Sources], str]
@@ -473,7 +471,7 @@ def paths_table(image: Image) -> str:
 def images_table(contract: Contract) -> str:
     versions = read_env_file(VERSIONS_FILE)
     tags = {
-        "postgres": versions["POSTGRES_MAJOR"],
+        "postgresql": versions["POSTGRESQL_MAJOR"],
         "sftp": versions["SFTP_VERSION"],
         "mlflow": versions["MLFLOW_VERSION"],
     }
@@ -574,8 +572,7 @@ def render_chart_helpers(contract: Contract, text: str, _rendered: Sources) -> s
     html = ("{{/* ", " */}}")
     source = "templates/_helpers.tpl"
     lines = [
-        f'{{{{- define "mlops-kit.{CHART_COMPONENTS[name]}.containerPort" -}}}}'
-        f"{image.port}{{{{- end -}}}}"
+        f'{{{{- define "mlops-kit.{name}.containerPort" -}}}}{image.port}{{{{- end -}}}}'
         for name, image in contract.images.items()
     ]
     text = replace_block(text, "ports", "\n".join(lines), html, source)
@@ -589,10 +586,10 @@ def render_chart_helpers(contract: Contract, text: str, _rendered: Sources) -> s
 def sizing_table(contract: Contract) -> str:
     """Worst cases of docs/kubernetes.md's sizing table, with the contract's defaults."""
     sizing = contract.sizing
-    mlflow, postgres = contract.images["mlflow"], contract.images["postgres"]
+    mlflow, postgres = contract.images["mlflow"], contract.images["postgresql"]
     pool = mlflow.setting("MLFLOW_DB_POOL_SIZE").default
     overflow = mlflow.setting("MLFLOW_DB_MAX_OVERFLOW").default
-    max_connections = postgres.setting("POSTGRES_MAX_CONNECTIONS").default
+    max_connections = postgres.setting("POSTGRESQL_MAX_CONNECTIONS").default
     sftp_memory = contract.profile["sftp_memory"].default
     rows = [
         "| replicas (HPA: maxReplicas) | workers | PostgreSQL connections | SFTP sessions "
@@ -663,21 +660,21 @@ def chart_image_values() -> dict[str, str]:
     """values.yaml keys of the default images -> their value from versions.env."""
     images = image_set(versions_file=VERSIONS_FILE, prefix="")
     result = {}
-    for name, component in CHART_COMPONENTS.items():
-        result[f"{component}.image.repository"] = f"{images.prefix}/{name}"
-        result[f"{component}.image.tag"] = images.tag(name)
+    for name in IMAGE_NAMES:
+        result[f"{name}.image.repository"] = f"{images.prefix}/{name}"
+        result[f"{name}.image.tag"] = images.tag(name)
     return result
 
 
 IMAGE_FILES: dict[Path, Renderer] = {
     REPO_ROOT / "images" / image / file: _image_file_renderer(image, kind)
     for image, file, kind in (
-        ("postgres", "entrypoint.sh", "entrypoint"),
+        ("postgresql", "entrypoint.sh", "entrypoint"),
         ("sftp", "entrypoint.sh", "entrypoint"),
-        ("postgres", "healthcheck.sh", "healthcheck"),
+        ("postgresql", "healthcheck.sh", "healthcheck"),
         ("sftp", "healthcheck.sh", "healthcheck"),
         ("mlflow", "healthcheck.py", "healthcheck.py"),
-        ("postgres", "Dockerfile", "dockerfile"),
+        ("postgresql", "Dockerfile", "dockerfile"),
         ("sftp", "Dockerfile", "dockerfile"),
         ("mlflow", "Dockerfile", "dockerfile"),
     )

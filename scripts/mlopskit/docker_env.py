@@ -26,14 +26,14 @@ import yaml
 
 from .environments import Environment
 from .shell import CommandError
-from .stack import STACK_FILE, StackFileError, read_stack
+from .stack import LEGACY_SERVICE_NAMES, STACK_FILE, StackFileError, read_stack
 from .versions import REPO_ROOT
 
 ROLE_DEFAULTS = REPO_ROOT / "ansible" / "roles" / "mlops_docker" / "defaults" / "main.yml"
 # Settings backup and restore need, in the order they may refer to each other.
 RESOLVED_KEYS = ("mlops_docker_name_prefix", "mlops_docker_state_dir", "mlops_docker_backup_dir")
 # Run in the postgres container: superuser password from its secret file, via the environment.
-PG_SHELL = 'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec "$@"'
+PG_SHELL = 'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec "$@"'
 EXEC_TIMEOUT_S = 3600
 
 
@@ -98,7 +98,7 @@ def labelled_containers(env: Environment) -> dict[str, str]:
     if result.returncode != 0:
         raise CommandError(f"docker ps failed: {result.stderr.strip()[-500:]}")
     pairs = (line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
-    return {service: name for service, name in pairs if service}
+    return {LEGACY_SERVICE_NAMES.get(service, service): name for service, name in pairs if service}
 
 
 def docker_env(

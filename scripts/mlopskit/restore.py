@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from . import snapshot
-from .backup import backup, latest_backup, verify
+from .backup import backup, dump_file, latest_backup, verify
 from .docker_env import DockerEnv, docker, docker_env, docker_exec, lines, pg_tool
 from .environments import Environment, check_environment
 from .shell import CommandError, log
@@ -31,13 +31,13 @@ SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner') \\gexec
 """
 PSQL_RECREATE = (
-    'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec psql -X -q -v ON_ERROR_STOP=1 '
-    '-v db="$1" -v owner="$POSTGRES_APP_USER" --username postgres --dbname postgres'
+    'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec psql -X -q -v ON_ERROR_STOP=1 '
+    '-v db="$1" -v owner="$POSTGRESQL_APP_USER" --username postgres --dbname postgres'
 )
 SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
 # Secrets of the PostgreSQL cluster, which a restore keeps (it restores databases, not the
 # cluster): the image sets the superuser password through a login with the current one.
-CLUSTER_SECRETS = ("postgres_superuser_password",)
+CLUSTER_SECRETS = ("postgresql_superuser_password",)
 
 
 def _version(ref: str) -> Version | None:
@@ -63,16 +63,17 @@ def check_mlflow_version(manifest: dict, current: str) -> None:
     log(f"the backup was taken with MLflow {taken}; the deploy after it migrates it to {now}")
 
 
-def _recreate_databases(denv: DockerEnv, backup_dir: Path, databases: list[str]) -> None:
-    postgres = denv.container("postgres")
+def _recreate_databases(denv: DockerEnv, backup_dir: Path, manifest: dict) -> None:
+    postgresql = denv.container("postgresql")
+    databases = manifest["databases"]
     for database in databases:
         if not IDENTIFIER.match(database):
             raise CommandError(f"the backup names a database {database!r}; refusing it")
         log(f"re-creating database {database} from its dump")
-        docker_exec(postgres, PSQL_RECREATE, database, data=RECREATE_SQL)
-        with (backup_dir / f"postgres-{database}.dump").open("rb") as dump:
+        docker_exec(postgresql, PSQL_RECREATE, database, data=RECREATE_SQL)
+        with (backup_dir / str(dump_file(manifest["files"], database))).open("rb") as dump:
             pg_tool(
-                postgres, database, "pg_restore", "--single-transaction", "--exit-on-error",
+                postgresql, database, "pg_restore", "--single-transaction", "--exit-on-error",
                 stdin=dump,
             )  # fmt: skip
 
@@ -150,7 +151,7 @@ def restore(env: Environment, backup_dir: Path) -> Path:
     try:
         # First: from here on the databases no longer match what the record says.
         _forget_migration(denv)
-        _recreate_databases(denv, backup_dir, manifest["databases"])
+        _recreate_databases(denv, backup_dir, manifest)
         _restore_sftp(denv, backup_dir, manifest)
         _restore_secrets(env, backup_dir)
         _restore_people(env, backup_dir)

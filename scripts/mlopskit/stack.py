@@ -19,9 +19,12 @@ from typing import Any
 from .environments import BUILD_ROOT
 from .shell import CommandError
 
-# The version of the file this module reads; the roles write the same number
-# (mlops_docker_stack_version, mlops_kubernetes_stack_version).
-STACK_VERSION = 1
+# The version of the file the roles write (mlops_docker_stack_version,
+# mlops_kubernetes_stack_version); this module also reads the older ones it lists.
+STACK_VERSION = 2
+# Version 1 called the PostgreSQL service `postgres`: old name -> name now (issue 11).
+LEGACY_SERVICE_NAMES = {"postgres": "postgresql"}
+READABLE_VERSIONS = {1: LEGACY_SERVICE_NAMES, STACK_VERSION: {}}
 STACK_FILE = "stack.json"
 TARGETS = frozenset({"docker", "kubernetes", "openshift"})
 
@@ -129,10 +132,12 @@ def parse_stack(document: Mapping[str, Any], path: Path, env: str = "") -> Stack
     """A Stack from the JSON document; StackFileError names what is wrong."""
     env = env or path.parent.name
     version = document.get("version")
-    if str(version) != str(STACK_VERSION):
+    readable = {str(v): names for v, names in READABLE_VERSIONS.items()}
+    renamed = readable.get(str(version))
+    if renamed is None:
         raise StackFileError(
-            f"{path} has version {version!r}, this checkout reads version {STACK_VERSION}: "
-            f"run `make deploy ENV={env}` to write it again"
+            f"{path} has version {version!r}, this checkout reads versions "
+            f"{', '.join(readable)}: run `make deploy ENV={env}` to write it again"
         )
     target = document.get("target")
     if target not in TARGETS:
@@ -140,7 +145,8 @@ def parse_stack(document: Mapping[str, Any], path: Path, env: str = "") -> Stack
     try:
         controller = document["controller"]
         services = {
-            key: _service(key, raw, path) for key, raw in (document["services"] or {}).items()
+            renamed.get(key, key): _service(renamed.get(key, key), raw, path)
+            for key, raw in (document["services"] or {}).items()
         }
         known = {
             "version", "target", "environment", "services", "controller", "name_prefix",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO_ROOT / "images" / "versions.env"
-IMAGE_NAMES = ("postgres", "sftp", "mlflow")
+IMAGE_NAMES = ("postgresql", "sftp", "mlflow")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -25,13 +25,13 @@ def read_env_file(path: Path) -> dict[str, str]:
 class ImageSet:
     prefix: str
     mlflow_version: str
-    postgres_major: str
+    postgresql_major: str
     sftp_version: str
 
     def tag(self, name: str) -> str:
         return {
             "mlflow": self.mlflow_version,
-            "postgres": self.postgres_major,
+            "postgresql": self.postgresql_major,
             "sftp": self.sftp_version,
         }[name]
 
@@ -39,7 +39,7 @@ class ImageSet:
         return f"{self.prefix}/{name}:{self.tag(name)}"
 
     def build_args(self, name: str) -> dict[str, str]:
-        return {"postgres": {"POSTGRES_MAJOR": self.postgres_major}}.get(name, {})
+        return {"postgresql": {"POSTGRESQL_MAJOR": self.postgresql_major}}.get(name, {})
 
 
 def image_set(prefix: str | None = None, versions_file: Path = VERSIONS_FILE) -> ImageSet:
@@ -51,6 +51,6 @@ def image_set(prefix: str | None = None, versions_file: Path = VERSIONS_FILE) ->
     return ImageSet(
         prefix=prefix or values["IMAGE_PREFIX"],
         mlflow_version=values["MLFLOW_VERSION"],
-        postgres_major=values["POSTGRES_MAJOR"],
+        postgresql_major=values["POSTGRESQL_MAJOR"],
         sftp_version=values["SFTP_VERSION"],
     )

@@ -1,14 +1,12 @@
 """The images' contract as the chart tests use it: read from images/contract.yaml through
-mlopskit.contract (no Markdown parsing), keyed by the chart's component names."""
+mlopskit.contract (no Markdown parsing), keyed by image name, which is also the chart's component
+name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlopskit.contract import CHART_COMPONENTS, load_contract
-
-# Chart component names -> image names of images/contract.yaml.
-COMPONENTS = {component: image for image, component in CHART_COMPONENTS.items()}
+from mlopskit.contract import load_contract
 
 
 @dataclass
@@ -31,11 +29,11 @@ class ImageContract:
 def parse_contract() -> dict[str, ImageContract]:
     images = load_contract().images
     return {
-        component: ImageContract(
-            variables={s.name: s.is_secret for s in images[image].settings},
-            paths={p["path"]: p["kind"] for p in images[image].paths},
-            port=images[image].port,
-            volume=images[image].volume,
+        name: ImageContract(
+            variables={s.name: s.is_secret for s in image.settings},
+            paths={p["path"]: p["kind"] for p in image.paths},
+            port=image.port,
+            volume=image.volume,
         )
-        for component, image in COMPONENTS.items()
+        for name, image in images.items()
     }

@@ -21,7 +21,7 @@ from chartlib import (
     pod_specs,
 )
 from contract import ImageContract, parse_contract
-from mlopskit.versions import image_set
+from mlopskit.versions import IMAGE_NAMES, image_set
 
 from tests.support.docker_role import render_docker_role
 
@@ -52,7 +52,7 @@ def test_the_contract_parses() -> None:
     """Guards the reader: a reshaped contract fails here instead of passing vacuously."""
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_PASSWORD"] is True
     assert CONTRACT["mlflow"].variables["MLFLOW_DB_HOST"] is False
-    assert CONTRACT["postgresql"].variables["POSTGRES_APP_PASSWORD"] is True
+    assert CONTRACT["postgresql"].variables["POSTGRESQL_APP_PASSWORD"] is True
     assert "SFTP_ACCESS" in CONTRACT["sftp"].variables
     assert "SFTP_AUTHORIZED_KEYS" not in CONTRACT["sftp"].variables
     assert CONTRACT["mlflow"].variables["MLFLOW_METRICS_PASSWORD"] is True
@@ -104,7 +104,7 @@ def test_required_settings_are_set(case: Rendered) -> None:
     for component, container, _ in component_containers(case):
         env = env_map(container)
         if component == "postgresql":
-            assert {"POSTGRES_PASSWORD_FILE", "POSTGRES_APP_PASSWORD_FILE"} <= set(env)
+            assert {"POSTGRESQL_PASSWORD_FILE", "POSTGRESQL_APP_PASSWORD_FILE"} <= set(env)
         elif component == "mlflow":
             assert env["MLFLOW_DB_HOST"]
             assert "MLFLOW_DB_PASSWORD_FILE" in env
@@ -175,9 +175,9 @@ def test_endpoints_match_the_services(case: Rendered) -> None:
         pg_env = env_map(
             case.get("StatefulSet", "-postgresql")["spec"]["template"]["spec"]["containers"][0]
         )
-        assert pg_env["POSTGRES_APP_USER"] == env["MLFLOW_DB_USER"]
-        assert pg_env["POSTGRES_APP_DB"] == env["MLFLOW_DB_NAME"]
-        assert pg_env["POSTGRES_AUTH_DB"] == env.get("MLFLOW_AUTH_DB_NAME", "")
+        assert pg_env["POSTGRESQL_APP_USER"] == env["MLFLOW_DB_USER"]
+        assert pg_env["POSTGRESQL_APP_DB"] == env["MLFLOW_DB_NAME"]
+        assert pg_env["POSTGRESQL_AUTH_DB"] == env.get("MLFLOW_AUTH_DB_NAME", "")
     if "Deployment" in {d["kind"] for d in case.docs} and any(
         n.endswith("-sftp") for n in case.names("Deployment")
     ):
@@ -199,9 +199,9 @@ def test_endpoints_match_the_services(case: Rendered) -> None:
 
 def test_default_images_follow_versions_env() -> None:
     images = image_set()
-    for component, name in (("mlflow", "mlflow"), ("postgresql", "postgres"), ("sftp", "sftp")):
-        image = CHART_VALUES[component]["image"]
-        assert f"{image['repository']}:{image['tag']}" == images.ref(name), component
+    for name in IMAGE_NAMES:
+        image = CHART_VALUES[name]["image"]
+        assert f"{image['repository']}:{image['tag']}" == images.ref(name), name
     assert CHART_YAML["appVersion"] == images.mlflow_version
 
 
@@ -282,11 +282,10 @@ DOCKER_ROLE = REPO_ROOT / "ansible" / "roles" / "mlops_docker"
 def docker_service_env() -> dict[str, dict[str, str]]:
     """The env mappings (unrendered) of the Docker role's PostgreSQL and SFTP containers."""
     found: dict[str, dict[str, str]] = {}
-    keys = {"postgres": "postgresql", "sftp": "sftp"}
     for task in yaml.safe_load((DOCKER_ROLE / "tasks" / "containers.yml").read_text()):
         service = (task.get("vars") or {}).get("mlops_docker_service") or {}
-        if service.get("key") in keys and isinstance(service.get("env"), dict):
-            found[keys[service["key"]]] = service["env"]
+        if service.get("key") in ("postgresql", "sftp") and isinstance(service.get("env"), dict):
+            found[service["key"]] = service["env"]
     return found
 
 
@@ -343,7 +342,7 @@ def test_the_drift_check_sees_a_missing_setting(tmp_path: Path) -> None:
 DOCKER_EFFECTIVE = """{'env': {'mlflow': mlops_docker_mlflow_env, 'postgresql': services.postgresql,
            'sftp': services.sftp},
    'uid': mlops_docker_uid | int, 'tmp': mlops_docker_mlflow_tmp_size,
-   'memory': {'mlflow': mlops_docker_mlflow_memory, 'postgresql': mlops_docker_postgres_memory,
+   'memory': {'mlflow': mlops_docker_mlflow_memory, 'postgresql': mlops_docker_postgresql_memory,
               'sftp': mlops_docker_sftp_memory}}"""
 # Settings whose values name where things are on each target (hosts, mounts, URIs).
 TARGET_SPECIFIC = {

@@ -170,13 +170,13 @@ def test_extra_env_replaces_a_chart_variable_once(helm: Path) -> None:
 def test_notes_warn_when_extra_env_replaces_a_chart_variable(helm: Path) -> None:
     values = {
         "mlflow": {"extraEnv": [{"name": "MLFLOW_WORKERS", "value": "7"}]},
-        "postgresql": {"extraEnv": [{"name": "POSTGRES_MAX_CONNECTIONS", "value": "500"}]},
+        "postgresql": {"extraEnv": [{"name": "POSTGRESQL_MAX_CONNECTIONS", "value": "500"}]},
         "sftp": {"extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
     }
     notes = render_notes(helm, values)
     assert "WARNING: extraEnv replaces variables the chart sets" in notes
     assert "mlflow.extraEnv: MLFLOW_WORKERS" in notes
-    assert "postgresql.extraEnv: POSTGRES_MAX_CONNECTIONS" in notes
+    assert "postgresql.extraEnv: POSTGRESQL_MAX_CONNECTIONS" in notes
     assert "sftp.extraEnv" not in notes, "a new variable is no override"
     assert "WARNING" not in render_notes(helm, {"sftp": values["sftp"]})
 

@@ -53,7 +53,7 @@ def test_defaults_fit_and_their_numbers_are_the_docs(helm: Path) -> None:
     mlflow = CONTRACT.images["mlflow"]
     pool = mlflow.setting("MLFLOW_DB_POOL_SIZE").default
     overflow = mlflow.setting("MLFLOW_DB_MAX_OVERFLOW").default
-    max_connections = CONTRACT.images["postgres"].setting("POSTGRES_MAX_CONNECTIONS").default
+    max_connections = CONTRACT.images["postgresql"].setting("POSTGRESQL_MAX_CONNECTIONS").default
     # The default HPA maximum, plus the rolling update's pod, fits the default max_connections.
     hpa_pods = 5 + SIZING.rollout_surge
     assert SIZING.db_connections(hpa_pods, 2, pool, overflow) <= max_connections

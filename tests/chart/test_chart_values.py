@@ -181,7 +181,7 @@ def test_auth_off(matrix_renders: dict[str, Rendered]) -> None:
     pg_env = env_map(
         rendered.get("StatefulSet", "-postgresql")["spec"]["template"]["spec"]["containers"][0]
     )
-    assert pg_env["POSTGRES_AUTH_DB"] == "", "no auth database without auth"
+    assert pg_env["POSTGRESQL_AUTH_DB"] == "", "no auth database without auth"
 
 
 def test_hpa_takes_over_replicas(matrix_renders: dict[str, Rendered]) -> None:

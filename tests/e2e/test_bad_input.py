@@ -99,6 +99,21 @@ def assert_nothing_changed(config_dir: Path) -> None:
         pytest.param(
             {"mlops_target": "dockr"}, "mlops_target=dockr must be one of", id="bad-target"
         ),
+        pytest.param(
+            {"mlops_docker_postgres_memory": "1g", "mlops_docker_postgresql_memory": "2g"},
+            "mlops_docker_postgres_memory and mlops_docker_postgresql_memory name the same setting",
+            id="old-and-new-name",
+        ),
+        pytest.param(
+            {"mlops_docker_postgres_memroy": "1g"},
+            "unknown setting(s) mlops_docker_postgres_memroy",
+            id="unknown-old-name",
+        ),
+        pytest.param(
+            {"mlops_docker_postgres_memory": "lots"},
+            "mlops_docker_postgresql_memory",
+            id="bad-value-under-old-name",
+        ),
     ],
 )
 def test_bad_setting_fails_before_any_change(config_dir, overrides, expected):

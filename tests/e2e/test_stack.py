@@ -1,5 +1,6 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
-changed setting that restarts only its service, restart of every container, backup, a
+changed setting that restarts only its service, restart of every container, an upgrade from
+the role's old PostgreSQL names, backup, a
 disaster and its restore, upgrade, destroy that keeps the data, redeploy, incremental backups
 with retention, purge with the backups kept, redeploy and restore, purge. The tests
 share one stack, so they run in file order and each one stops the rest when it fails
@@ -193,14 +194,14 @@ def test_changed_setting_restarts_only_what_it_affects():
     assert result.returncode == 0, result.explain()
     after = container_states()
     assert after["sftp"] != before["sftp"], "the changed SFTP setting did not reach SFTP"
-    assert after["postgres"] == before["postgres"]
+    assert after["postgresql"] == before["postgresql"]
     assert after["mlflow"] == before["mlflow"]
     # And back: the settings file is the truth again.
     result = deploy_with()
     assert result.returncode == 0, result.explain()
     final = container_states()
     assert final["sftp"] != after["sftp"]
-    assert (final["postgres"], final["mlflow"]) == (before["postgres"], before["mlflow"])
+    assert (final["postgresql"], final["mlflow"]) == (before["postgresql"], before["mlflow"])
 
 
 def test_everything_survives_a_restart_of_every_container(timings):
@@ -213,9 +214,50 @@ def test_everything_survives_a_restart_of_every_container(timings):
     verify_persistence()
 
 
+def as_left_by_the_old_names(config_dir: Path) -> dict[str, bytes]:
+    """Turn the running stack into what the role made before the service was called
+    postgresql (issue 11): the PostgreSQL container, its secret copies on the host and the
+    controller's secret files under their old names, and a settings file using an old name.
+    Returns the secrets by their new names."""
+    stack = load_stack(E2E_ENV)
+    renamed = run(["docker", "rename", stack.container("postgresql"), f"{PREFIX}-postgres"])
+    assert renamed.returncode == 0, renamed.explain()
+    (STATE_DIR / "postgresql").rename(STATE_DIR / "postgres")
+    secrets = {}
+    for name in ("postgresql_superuser_password", "postgresql_app_password"):
+        path = BUILD_DIR / "secrets" / name
+        secrets[name] = path.read_bytes()
+        path.rename(path.with_name(name.replace("postgresql_", "postgres_", 1)))
+    for name in ("inventory.yml", "people.yml"):
+        shutil.copy(DEPLOY_DIR / name, config_dir / name)
+    settings = (DEPLOY_DIR / "settings.yml").read_text()
+    (config_dir / "settings.yml").write_text(f"{settings}\nmlops_docker_postgres_memory: 768m\n")
+    return secrets
+
+
+def test_upgrade_from_the_old_postgres_names_keeps_everything(tmp_path):
+    secrets = as_left_by_the_old_names(tmp_path)
+    result = ansible_playbook(
+        "deploy.yml", tmp_path / "inventory.yml", tmp_path / "settings.yml", E2E_ENV
+    )
+    assert result.returncode == 0, result.explain()
+    output = " ".join(result.output.split())
+    assert "mlops_docker_postgres_memory is now called mlops_docker_postgresql_memory" in output
+    names = docker_names("container", LABEL)
+    assert f"{PREFIX}-postgres" not in names, "two PostgreSQL servers on one volume"
+    (server,) = docker_json("inspect", containers()["postgresql"])
+    assert server["HostConfig"]["Memory"] == 768 * 2**20, "the setting's old name was ignored"
+    for name, content in secrets.items():
+        assert (BUILD_DIR / "secrets" / name).read_bytes() == content, f"{name} changed"
+        assert not (BUILD_DIR / "secrets" / name.replace("postgresql_", "postgres_", 1)).exists()
+    assert not (STATE_DIR / "postgres").exists()
+    verify_persistence()
+    assert make("deploy", ENV=E2E_ENV).returncode == 0
+
+
 def psql(sql: str, database: str = "mlflow") -> str:
     return subprocess.run(
-        ["docker", "exec", containers()["postgres"], "sh", "-c", PG_SHELL, "sh",
+        ["docker", "exec", containers()["postgresql"], "sh", "-c", PG_SHELL, "sh",
          "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
         check=True, capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
@@ -361,8 +403,9 @@ def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
 
 def test_a_new_database_volume_is_filled_by_a_restore(timings):
     """The PostgreSQL major upgrade of docs/operations.md, rehearsed within one major."""
+    volumes = load_stack(E2E_ENV).service("postgresql").volumes
     for step in (make("backup", ENV=E2E_ENV), make("destroy", ENV=E2E_ENV),
-                 run(["docker", "volume", "rm", *load_stack(E2E_ENV).service("postgres").volumes]),
+                 run(["docker", "volume", "rm", *volumes]),
                  make("deploy", ENV=E2E_ENV)):  # fmt: skip
         assert step.returncode == 0, step.explain()
     assert "persistence ok" not in check_persistence().output, "the database must be new"

@@ -48,10 +48,10 @@ def start_postgres(sandbox: Sandbox, images: ImageSet, tmp: Path, name: str = "d
     directory = secret_dir(tmp / f"{name}-secrets", values)
     container = sandbox.run(
         name,
-        images.ref("postgres"),
+        images.ref("postgresql"),
         env={
-            "POSTGRES_PASSWORD_FILE": "/run/secrets/db/superuser",
-            "POSTGRES_APP_PASSWORD_FILE": "/run/secrets/db/app",
+            "POSTGRESQL_PASSWORD_FILE": "/run/secrets/db/superuser",
+            "POSTGRESQL_APP_PASSWORD_FILE": "/run/secrets/db/app",
         },
         mounts=[
             f"{sandbox.volume(name)}:/var/lib/postgresql/data",

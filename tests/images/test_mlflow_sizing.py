@@ -22,7 +22,7 @@ pytestmark = pytest.mark.docker
 SIZING = load_contract().sizing
 WORKERS = 1
 POOL_SIZE, MAX_OVERFLOW = 1, 0
-FROM_SECRET = 'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec "$@"'
+FROM_SECRET = 'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec "$@"'
 
 
 def mlflow_connections(postgres: Postgres) -> int:

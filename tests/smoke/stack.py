@@ -1,6 +1,6 @@
 """Where the three services of a deployed environment run, whatever its target.
 
-The smoke suite asks a `Stack` for each service ("postgres", "sftp", "mlflow"):
+The smoke suite asks a `Stack` for each service ("postgresql", "sftp", "mlflow"):
 
 - `host_spec(service)`: a pytest-testinfra host spec (`docker://<container>`, the container
   build/<env>/stack.json names, or
@@ -31,16 +31,14 @@ from mlopskit.stack import STACK_FILE, StackFileError, read_stack
 from mlopskit.stack import Stack as StackFile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("postgres", "sftp", "mlflow")
+# Each service's name is also its pods' app.kubernetes.io/component and their main container's
+# name (charts/mlops-kit/templates: postgresql.yaml, sftp.yaml, mlflow-deployment.yaml).
+SERVICES = ("postgresql", "sftp", "mlflow")
 KUBERNETES_TARGETS = frozenset({"kubernetes", "openshift"})
-# app.kubernetes.io/component of each service's pods, and the name of its main container
-# (charts/mlops-kit/templates: postgresql.yaml, sftp.yaml, mlflow-deployment.yaml).
-COMPONENTS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
-CONTAINERS = {"postgres": "postgresql", "sftp": "sftp", "mlflow": "mlflow"}
 # The secrets the Docker target generates under build/<env>/secrets/ that containers must not show.
 DOCKER_SECRET_FILES = (
-    "postgres_superuser_password",
-    "postgres_app_password",
+    "postgresql_superuser_password",
+    "postgresql_app_password",
     "mlflow_admin_password",
     "flask_secret_key",
 )
@@ -153,7 +151,7 @@ def docker_exposure_problems(
         published = list((port_bindings.get(service) or {}).values())
         if wanted.published_port is None:
             if published:
-                name = "PostgreSQL" if service == "postgres" else service
+                name = "PostgreSQL" if service == "postgresql" else service
                 problems.append(f"{name} is published on the host: {port_bindings[service]}")
             continue
         expected = [{"HostIp": wanted.bind_address, "HostPort": str(wanted.published_port)}]
@@ -225,7 +223,7 @@ class DockerStack:
 def pod_selector(release: str, service: str) -> str:
     """The label selector of a service's pods (the chart's componentSelectorLabels)."""
     _check_service(service)
-    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component={COMPONENTS[service]}"
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component={service}"
 
 
 def _container_ready(pod: Mapping[str, Any], container: str) -> bool:
@@ -468,17 +466,17 @@ class KubernetesStack:
         if service not in self._pods:
             document = json.loads(self.run(self.pods_argv(service)))
             selector = f"{pod_selector(self.release, service)} in namespace {self.namespace}"
-            self._pods[service] = select_pod(document, CONTAINERS[service], selector)
+            self._pods[service] = select_pod(document, service, selector)
         return self._pods[service]
 
     def host_spec(self, service: str) -> str:
         return kubectl_host_spec(
-            self.pod(service), self.namespace, CONTAINERS[service], self.kubeconfig, self.context
+            self.pod(service), self.namespace, service, self.kubeconfig, self.context
         )
 
     def exec_argv(self, service: str) -> list[str]:
         return self.kubectl_argv(
-            "exec", "-i", "-n", self.namespace, self.pod(service), "-c", CONTAINERS[service], "--"
+            "exec", "-i", "-n", self.namespace, self.pod(service), "-c", service, "--"
         )
 
     def get_json(self, *args: str) -> dict[str, Any]:
@@ -489,11 +487,11 @@ class KubernetesStack:
         return self.get_json("pod", self.pod(service))
 
     def hardening_problems(self, service: str) -> list[str]:
-        return pod_hardening_problems(self.pod_document(service), CONTAINERS[service])
+        return pod_hardening_problems(self.pod_document(service), service)
 
     def exposure_problems(self) -> list[str]:
         return service_exposure_problems(
-            self.get_json("services", "-l", pod_selector(self.release, "postgres"))
+            self.get_json("services", "-l", pod_selector(self.release, "postgresql"))
         )
 
     def visible_configuration(self, service: str) -> str:

@@ -12,7 +12,7 @@ import testinfra
 
 from tests.smoke.stack import SERVICES, Stack
 
-EXPECTED_PORTS = {"postgres": {5432}, "sftp": {2222}, "mlflow": {5000}}
+EXPECTED_PORTS = {"postgresql": {5432}, "sftp": {2222}, "mlflow": {5000}}
 # Docker's embedded DNS resolver listens inside every user-defined network's namespace
 # (owned by dockerd, not by the container): 127.0.0.11 on a random port.
 DOCKER_DNS = ipaddress.ip_address("127.0.0.11")

@@ -46,13 +46,27 @@ def in_root(root: Path) -> DockerEnv:
 
 
 def test_a_complete_backup_verifies(tmp_path: Path) -> None:
-    files = {"postgres-mlflow.dump": b"dump", "sftp/artifacts/a.txt": b"a"}
+    files = {"postgresql-mlflow.dump": b"dump", "sftp/artifacts/a.txt": b"a"}
     assert backup.verify(make_backup(tmp_path / "b", files))["databases"] == ["mlflow"]
+
+
+def test_a_backup_from_before_the_postgresql_name_verifies(tmp_path: Path) -> None:
+    """Format 2 named the dumps postgres-<db>.dump; restore still finds them (issue 11)."""
+    directory = make_backup(tmp_path / "b", {"postgres-mlflow.dump": b"dump"})
+    manifest = backup.verify(directory)
+    assert backup.dump_file(manifest["files"], "mlflow") == "postgres-mlflow.dump"
+    assert backup.dump_file({"postgresql-mlflow.dump": {}}, "mlflow") == "postgresql-mlflow.dump"
+
+
+def test_a_backup_without_a_databases_dump_is_refused(tmp_path: Path) -> None:
+    directory = make_backup(tmp_path / "b", {"postgresql-other.dump": b"dump"})
+    with pytest.raises(CommandError, match="has no dump of mlflow; nothing was changed"):
+        backup.verify(directory)
 
 
 def test_a_damaged_file_stops_the_restore_before_anything_changes(tmp_path: Path) -> None:
     directory = make_backup(
-        tmp_path / "b", {"postgres-mlflow.dump": b"dump", "sftp/dvc/ab/cdef": b"t"}
+        tmp_path / "b", {"postgresql-mlflow.dump": b"dump", "sftp/dvc/ab/cdef": b"t"}
     )
     (directory / "sftp/dvc/ab/cdef").write_bytes(b"truncated")
     with pytest.raises(CommandError, match=r"sftp/dvc/ab/cdef is missing or damaged; nothing was"):
@@ -60,7 +74,7 @@ def test_a_damaged_file_stops_the_restore_before_anything_changes(tmp_path: Path
 
 
 def test_a_manifest_naming_a_path_outside_the_backup_is_refused(tmp_path: Path) -> None:
-    directory = make_backup(tmp_path / "b", {"postgres-mlflow.dump": b"dump"})
+    directory = make_backup(tmp_path / "b", {"postgresql-mlflow.dump": b"dump"})
     manifest = json.loads((directory / backup.MANIFEST).read_text())
     manifest["files"]["../../etc/passwd"] = {"bytes": 1, "sha256": "0"}
     (directory / backup.MANIFEST).write_text(json.dumps(manifest))
@@ -95,7 +109,7 @@ def test_no_backup_names_the_command_to_make_one(tmp_path: Path) -> None:
 def test_retention_keeps_the_newest(tmp_path: Path) -> None:
     names = ["20261101T000000Z", "20261102T000000Z-before-upgrade", "20261103T000000Z"]
     for name in names:
-        make_backup(tmp_path / name, {"postgres-mlflow.dump": b"d"})
+        make_backup(tmp_path / name, {"postgresql-mlflow.dump": b"d"})
     deleted = backup.apply_retention(tmp_path, 2)
     assert [p.name for p in deleted] == names[:1]
     assert sorted(p.name for p in tmp_path.iterdir()) == names[1:]
@@ -146,7 +160,7 @@ def test_settings_override_the_defaults(deploy_dir: Path, tmp_path: Path) -> Non
     assert denv.prefix == "p"
     assert denv.backup_root == tmp_path / "safe" / "p"
     with pytest.raises(CommandError, match="make deploy ENV=x"):
-        denv.container("postgres")
+        denv.container("postgresql")
 
 
 def test_a_deployed_environment_is_read_from_stack_json(deploy_dir: Path, tmp_path: Path) -> None:
@@ -159,7 +173,7 @@ def test_a_deployed_environment_is_read_from_stack_json(deploy_dir: Path, tmp_pa
     (tmp_path / "build" / "stack.json").write_text(json.dumps(document))
     for deployed in (True, False):
         denv = docker_env(Environment("x"), deployed=deployed)
-        assert (denv.prefix, denv.container("postgres")) == ("mlops-x", "pg-c")
+        assert (denv.prefix, denv.container("postgresql")) == ("mlops-x", "pg-c")
         assert denv.backup_root == tmp_path / "safe"
 
 
@@ -246,15 +260,15 @@ def test_restored_secrets_keep_the_cluster_s_superuser_password(
     monkeypatch.setattr(Environment, "build_dir", property(lambda self: tmp_path / "build"))
     current = tmp_path / "build" / "secrets"
     current.mkdir(parents=True)
-    (current / "postgres_superuser_password").write_text("cluster's")
+    (current / "postgresql_superuser_password").write_text("cluster's")
     (current / "mlflow_admin_password").write_text("new")
     saved = tmp_path / "backup" / "secrets"
     saved.mkdir(parents=True)
-    (saved / "postgres_superuser_password").write_text("old cluster's")
+    (saved / "postgresql_superuser_password").write_text("old cluster's")
     (saved / "mlflow_admin_password").write_text("old")
     _restore_secrets(Environment("x"), tmp_path / "backup")
     assert (current / "mlflow_admin_password").read_text() == "old"
-    assert (current / "postgres_superuser_password").read_text() == "cluster's"
+    assert (current / "postgresql_superuser_password").read_text() == "cluster's"
     assert current.stat().st_mode & 0o777 == 0o700
 
 
@@ -262,7 +276,7 @@ def test_an_environment_deployed_before_stack_json_is_found_by_labels(deploy_dir
     """`make upgrade` backs up first: an environment an older version deployed (no
     stack.json) still gets its backup, with containers found by the role's labels."""
     (deploy_dir / "settings.yml").write_text("mlops_target: docker\n")
-    labelled = {"postgres": "pg-c", "sftp": "sftp-c", "mlflow": "mlflow-c"}
+    labelled = {"postgresql": "pg-c", "sftp": "sftp-c", "mlflow": "mlflow-c"}
     denv = docker_env(Environment("x"), find_containers=lambda env: labelled)
     assert (denv.prefix, denv.container("sftp")) == ("mlops-x", "sftp-c")
     assert denv.backup_root == Path("/var/backups/mlops-kit/mlops-x")

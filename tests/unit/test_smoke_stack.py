@@ -17,8 +17,6 @@ import yaml
 from mlopskit.stack import parse_stack
 
 from tests.smoke.stack import (
-    COMPONENTS,
-    CONTAINERS,
     REPO_ROOT,
     SERVICES,
     DockerStack,
@@ -53,7 +51,7 @@ def deployed(build_dir: Path, env: str = "e2e", **services: dict) -> Path:
 
 CHART_TEMPLATES = REPO_ROOT / "charts" / "mlops-kit" / "templates"
 TEMPLATE_OF = {
-    "postgres": "postgresql.yaml",
+    "postgresql": "postgresql.yaml",
     "sftp": "sftp.yaml",
     "mlflow": "mlflow-deployment.yaml",
 }
@@ -169,7 +167,7 @@ def test_docker_names_come_from_stack_json(tmp_path: Path) -> None:
     stack = load_stack("e2e", example_settings("e2e"), deployed(tmp_path / "e2e"))
     assert isinstance(stack, DockerStack)
     assert stack.target == "docker"
-    assert stack.host_spec("postgres") == "docker://mlops-e2e-postgres"
+    assert stack.host_spec("postgresql") == "docker://mlops-e2e-postgresql"
     assert stack.exec_argv("mlflow") == ["docker", "exec", "-i", "mlops-e2e-mlflow"]
 
 
@@ -180,8 +178,8 @@ def test_docker_without_stack_json_says_to_deploy(tmp_path: Path) -> None:
 
 def test_unknown_service_is_refused(tmp_path: Path) -> None:
     stack = load_stack("e2e", example_settings("e2e"), deployed(tmp_path / "e2e"))
-    with pytest.raises(ValueError, match="unknown service 'postgresql'"):
-        stack.host_spec("postgresql")
+    with pytest.raises(ValueError, match="unknown service 'postgres'"):
+        stack.host_spec("postgres")
 
 
 @pytest.mark.parametrize("target", [None, "swarm"])
@@ -212,7 +210,7 @@ def test_kubernetes_defaults_come_from_the_role() -> None:
 
 
 def test_pod_selector_uses_the_charts_labels() -> None:
-    assert pod_selector("team-a", "postgres") == (
+    assert pod_selector("team-a", "postgresql") == (
         "app.kubernetes.io/instance=team-a,app.kubernetes.io/component=postgresql"
     )
     assert [pod_selector("r", s).rsplit("=", 1)[1] for s in SERVICES] == [
@@ -225,8 +223,8 @@ def test_pod_selector_uses_the_charts_labels() -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_component_and_container_names_match_the_chart(service: str) -> None:
     template = (CHART_TEMPLATES / TEMPLATE_OF[service]).read_text()
-    assert f'"component" "{COMPONENTS[service]}"' in template
-    assert re.search(rf"^      containers:\n        - name: {CONTAINERS[service]}$", template, re.M)
+    assert f'"component" "{service}"' in template
+    assert re.search(rf"^      containers:\n        - name: {service}$", template, re.M)
 
 
 def test_kubectl_argv_carries_kubeconfig_and_context() -> None:
@@ -511,13 +509,13 @@ def test_docker_exposure(tmp_path: Path) -> None:
     document["services"]["sftp"]["published_port"] = 2222
     settings = parse_stack(document, tmp_path / "x" / "stack.json")
     bindings = {
-        "postgres": {},
+        "postgresql": {},
         "mlflow": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18500"}]},
         "sftp": {"2222/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2222"}]},
     }
     assert docker_exposure_problems(bindings, settings) == []
     everywhere = "0.0.0.0"  # noqa: S104 (the exposure the check must catch)
-    bindings["postgres"] = {"5432/tcp": [{"HostIp": everywhere, "HostPort": "5432"}]}
+    bindings["postgresql"] = {"5432/tcp": [{"HostIp": everywhere, "HostPort": "5432"}]}
     bindings["sftp"] = {"2222/tcp": [{"HostIp": everywhere, "HostPort": "2222"}]}
     problems = docker_exposure_problems(bindings, settings)
     assert [p.split(" ", 1)[0] for p in problems] == ["PostgreSQL", "sftp"]
@@ -526,7 +524,7 @@ def test_docker_exposure(tmp_path: Path) -> None:
 def test_docker_stack_reads_inspect_and_secrets(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     for index, name in enumerate(
-        ("postgres_superuser_password", "postgres_app_password", "mlflow_admin_password",
+        ("postgresql_superuser_password", "postgresql_app_password", "mlflow_admin_password",
          "flask_secret_key")
     ):  # fmt: skip
         (tmp_path / "secrets" / name).write_text(f"value-{index}\n")

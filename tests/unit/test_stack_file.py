@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlopskit.stack import STACK_VERSION, StackFileError, load_stack, parse_stack
-from mlopskit.versions import REPO_ROOT
+from mlopskit.versions import IMAGE_NAMES, REPO_ROOT
 
 ROLES = REPO_ROOT / "ansible" / "roles"
 
@@ -25,8 +25,8 @@ def docker_document(build: Path, env: str = "x") -> dict:
         "state_dir": f"/var/lib/mlops-kit/mlops-{env}",
         "backup_dir": f"/var/backups/mlops-kit/mlops-{env}",
         "services": {
-            "postgres": {"container": "pg-c", "image": "r/postgres:16", "port": 5432,
-                         "volumes": ["pg-v"]},
+            "postgresql": {"container": "pg-c", "image": "r/postgresql:16", "port": 5432,
+                           "volumes": ["pg-v"]},
             "sftp": {"container": "sftp-c", "image": "r/sftp:1", "port": 2222,
                      "bind_address": "127.0.0.1", "published_port": 2223, "volumes": ["sftp-v"]},
             "mlflow": {"container": "mlflow-c", "image": "r/mlflow:3", "port": 5000,
@@ -51,14 +51,25 @@ def test_a_docker_stack_is_read(tmp_path: Path) -> None:
     write(tmp_path, docker_document(tmp_path))
     stack = load_stack("x", tmp_path)
     assert stack.target == "docker"
-    assert [stack.container(s) for s in ("postgres", "sftp", "mlflow")] == [
+    assert [stack.container(s) for s in ("postgresql", "sftp", "mlflow")] == [
         "pg-c", "sftp-c", "mlflow-c",
     ]  # fmt: skip
     assert stack.service("mlflow").published_port == 5001
-    assert stack.service("postgres").published_port is None
+    assert stack.service("postgresql").published_port is None
     assert stack.volumes == ["pg-v", "sftp-v"]
     assert stack.backup_dir == Path("/var/backups/mlops-kit/mlops-x")
     assert stack.controller.secrets_dir == tmp_path / "x" / "secrets"
+
+
+def test_a_version_1_stack_names_postgresql_as_now(tmp_path: Path) -> None:
+    """Written before the service was called postgresql everywhere (issue 11)."""
+    document = docker_document(tmp_path)
+    document["version"] = 1
+    document["services"]["postgres"] = document["services"].pop("postgresql")
+    write(tmp_path, document)
+    stack = load_stack("x", tmp_path)
+    assert stack.container("postgresql") == "pg-c"
+    assert set(stack.services) == {"postgresql", "sftp", "mlflow"}
 
 
 def test_a_missing_file_says_to_deploy(tmp_path: Path) -> None:
@@ -85,8 +96,8 @@ def test_an_incomplete_file_is_refused(tmp_path: Path) -> None:
 
 def test_an_unknown_service_is_named(tmp_path: Path) -> None:
     stack = parse_stack(docker_document(tmp_path), tmp_path / "x" / "stack.json")
-    with pytest.raises(StackFileError, match="no service 'postgresql'"):
-        stack.service("postgresql")
+    with pytest.raises(StackFileError, match="no service 'postgres'"):
+        stack.service("postgres")
 
 
 def test_a_kubernetes_stack_has_services_not_containers(tmp_path: Path) -> None:
@@ -122,7 +133,7 @@ def test_the_docker_role_writes_what_the_reader_reads() -> None:
     stack, role_vars = role_stack("mlops_docker", "mlops_docker_stack")
     assert role_vars["mlops_docker_stack_version"] == STACK_VERSION
     assert stack["target"] == "docker"
-    assert set(stack["services"]) == {"postgres", "sftp", "mlflow"}
+    assert set(stack["services"]) == set(IMAGE_NAMES)
     for service in stack["services"].values():
         assert {"container", "image", "port", "volumes"} <= set(service)
     assert {"build_dir", "admin_env", "secrets_dir", "people_dir", "known_hosts"} == set(

@@ -85,7 +85,7 @@ def test_the_environment_s_image_prefix_wins_over_versions_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("IMAGE_PREFIX", "mine")
-    assert image_set().ref("postgres").startswith("mine/postgres:")
+    assert image_set().ref("postgresql").startswith("mine/postgresql:")
     assert image_set("explicit").ref("sftp").startswith("explicit/sftp:")
 
 

@@ -680,21 +680,21 @@ autoscaling/v2beta2
 
 {{/* The contract variables of the PostgreSQL and SFTP containers (the MLflow ones: mlops-kit.mlflow.env). */}}
 {{- define "mlops-kit.postgresql.env" -}}
-- name: POSTGRES_PASSWORD_FILE
+- name: POSTGRESQL_PASSWORD_FILE
   value: /etc/postgresql/secrets/postgres-password
-- name: POSTGRES_APP_USER
+- name: POSTGRESQL_APP_USER
   value: {{ .Values.postgresql.auth.username | quote }}
-- name: POSTGRES_APP_PASSWORD_FILE
+- name: POSTGRESQL_APP_PASSWORD_FILE
   value: /etc/postgresql/secrets/password
-- name: POSTGRES_APP_DB
+- name: POSTGRESQL_APP_DB
   value: {{ .Values.postgresql.auth.database | quote }}
-- name: POSTGRES_AUTH_DB
+- name: POSTGRESQL_AUTH_DB
   value: {{ ternary .Values.postgresql.auth.authDatabase "" .Values.mlflow.auth.enabled | quote }}
-- name: POSTGRES_PORT
+- name: POSTGRESQL_PORT
   value: {{ include "mlops-kit.postgresql.containerPort" . | quote }}
-- name: POSTGRES_MAX_CONNECTIONS
+- name: POSTGRESQL_MAX_CONNECTIONS
   value: {{ .Values.postgresql.maxConnections | quote }}
-- name: POSTGRES_SHARED_BUFFERS
+- name: POSTGRESQL_SHARED_BUFFERS
   value: {{ .Values.postgresql.sharedBuffers | quote }}
 {{- end -}}
 

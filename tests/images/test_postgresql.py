@@ -45,7 +45,7 @@ def test_app_user_owns_the_tracking_and_auth_databases(postgres: Postgres) -> No
 
 
 # The password is read inside the container from its secret file: never in a process argument.
-FROM_SECRET = 'PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" exec "$@"'
+FROM_SECRET = 'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec "$@"'
 WRONG_PASSWORD = 'PGPASSWORD=not-the-password exec "$@"'
 
 
@@ -119,38 +119,42 @@ def test_rotated_app_password_applies_on_restart(postgres: Postgres) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"POSTGRES_APP_PASSWORD": "x"}, "POSTGRES_PASSWORD is required"),
-        ({"POSTGRES_PASSWORD": "x"}, "POSTGRES_APP_PASSWORD is required"),
+        ({"POSTGRESQL_APP_PASSWORD": "x"}, "POSTGRESQL_PASSWORD is required"),
+        ({"POSTGRESQL_PASSWORD": "x"}, "POSTGRESQL_APP_PASSWORD is required"),
         (
             {
-                "POSTGRES_PASSWORD": "x",
-                "POSTGRES_PASSWORD_FILE": "/x",
-                "POSTGRES_APP_PASSWORD": "y",
+                "POSTGRESQL_PASSWORD": "x",
+                "POSTGRESQL_PASSWORD_FILE": "/x",
+                "POSTGRESQL_APP_PASSWORD": "y",
             },
-            "both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE",
+            "both POSTGRESQL_PASSWORD and POSTGRESQL_PASSWORD_FILE",
         ),
         (
-            {"POSTGRES_PASSWORD_FILE": "/nope", "POSTGRES_APP_PASSWORD": "y"},
-            "POSTGRES_PASSWORD_FILE=/nope is not a readable file",
-        ),
-        (
-            {"POSTGRES_PASSWORD": "x", "POSTGRES_APP_PASSWORD": "y", "POSTGRES_APP_DB": "Bad-Name"},
-            "POSTGRES_APP_DB='Bad-Name' must match",
+            {"POSTGRESQL_PASSWORD_FILE": "/nope", "POSTGRESQL_APP_PASSWORD": "y"},
+            "POSTGRESQL_PASSWORD_FILE=/nope is not a readable file",
         ),
         (
             {
-                "POSTGRES_PASSWORD": "x",
-                "POSTGRES_APP_PASSWORD": "y",
-                "POSTGRES_APP_USER": "postgres",
+                "POSTGRESQL_PASSWORD": "x",
+                "POSTGRESQL_APP_PASSWORD": "y",
+                "POSTGRESQL_APP_DB": "Bad-Name",
             },
-            "POSTGRES_APP_USER=postgres: the application role must not be the superuser",
+            "POSTGRESQL_APP_DB='Bad-Name' must match",
+        ),
+        (
+            {
+                "POSTGRESQL_PASSWORD": "x",
+                "POSTGRESQL_APP_PASSWORD": "y",
+                "POSTGRESQL_APP_USER": "postgres",
+            },
+            "POSTGRESQL_APP_USER=postgres: the application role must not be the superuser",
         ),
     ],
 )
 def test_bad_configuration_fails_at_once_with_one_line(
     sandbox: Sandbox, images, env: dict[str, str], message: str
 ) -> None:
-    result = sandbox.run_to_exit(images.ref("postgres"), env=env)
+    result = sandbox.run_to_exit(images.ref("postgresql"), env=env)
     assert_config_error(result, message)
 
 
@@ -161,16 +165,16 @@ def test_a_cluster_of_another_major_version_stops_at_once(
     mount = f"{volume}:/var/lib/postgresql/data"
     # What PostgreSQL 14 left behind, as far as any PostgreSQL can tell: its version file.
     sandbox.run_to_exit(
-        images.ref("postgres"), env={}, entrypoint="sh", mounts=[mount],
+        images.ref("postgresql"), env={}, entrypoint="sh", mounts=[mount],
         command=["-c", "mkdir -m 0750 $PGDATA && echo 14 > $PGDATA/PG_VERSION && touch "
                  "$PGDATA/base"],
     )  # fmt: skip
     secrets = secret_dir(tmp_path / "secrets", {"superuser": new_secret(), "app": new_secret()})
     result = sandbox.run_to_exit(
-        images.ref("postgres"),
+        images.ref("postgresql"),
         env={
-            "POSTGRES_PASSWORD_FILE": "/run/secrets/db/superuser",
-            "POSTGRES_APP_PASSWORD_FILE": "/run/secrets/db/app",
+            "POSTGRESQL_PASSWORD_FILE": "/run/secrets/db/superuser",
+            "POSTGRESQL_APP_PASSWORD_FILE": "/run/secrets/db/app",
         },
         mounts=[mount, f"{secrets}:/run/secrets/db:ro"],
     )
@@ -178,7 +182,7 @@ def test_a_cluster_of_another_major_version_stops_at_once(
     for words in ("nothing was changed", "make backup", "make restore", "dump and restore"):
         assert words in result.stderr
     listing = sandbox.run_to_exit(
-        images.ref("postgres"), env={}, entrypoint="sh", mounts=[mount],
+        images.ref("postgresql"), env={}, entrypoint="sh", mounts=[mount],
         command=["-c", "cat $PGDATA/PG_VERSION && ls -A $PGDATA"],
     )  # fmt: skip
     assert listing.stdout.split() == ["14", "PG_VERSION", "base"], "the guard changed the data"
