@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "MLFLOW_DB_USER": "mlflow",
     "MLFLOW_DB_NAME": "mlflow",
     "MLFLOW_DB_SSLMODE": "",
+    "MLFLOW_DB_SSLROOTCERT": "",
+    "MLFLOW_DB_READ_REPLICA_HOST": "",
+    "MLFLOW_DB_READ_REPLICA_PORT": 5432,
     "MLFLOW_BACKEND_STORE_URI": "",
     "MLFLOW_DB_WAIT_SECONDS": 120,
     "MLFLOW_DB_POOL_SIZE": 2,
@@ -62,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
 }
 LIMITS: dict[str, tuple[int, int]] = {
     "MLFLOW_DB_PORT": (1, 65535),
+    "MLFLOW_DB_READ_REPLICA_PORT": (1, 65535),
     "MLFLOW_DB_WAIT_SECONDS": (0, 3600),
     "MLFLOW_DB_POOL_SIZE": (1, 100),
     "MLFLOW_DB_MAX_OVERFLOW": (0, 100),
@@ -70,6 +74,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "MLFLOW_WORKERS": (1, 64),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
+    "MLFLOW_DB_SSLMODE": ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "MLFLOW_AUTH_DEFAULT_PERMISSION": ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS"),
 }
 # end generated
@@ -87,6 +92,13 @@ MLFLOW_POOL_VARIABLES = {
 # SQLAlchemy engine plugin of the image (plugins/mlops_kit_pool): it applies the pool sizes to
 # every engine of the server, 0 included (MLflow passes them only when they are not 0).
 POOL_PLUGIN = "mlops_kit_pool"
+# libpq's sslmode values ("": libpq's default); the verifying ones need a CA file.
+SSLMODES = CHOICES["MLFLOW_DB_SSLMODE"]
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+# libpq's wording when the server's certificate does not check out: not worth waiting for.
+TLS_VERIFY_ERRORS = ("certificate verify failed", "does not match host name", "root certificate")
+# MLflow's own variable for --read-replica-backend-store-uri (mlflow server --help).
+READ_REPLICA_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
 LOCAL_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[::1]:*")
 
 
@@ -152,19 +164,62 @@ def normalize_db_uri(uri: str) -> str:
     return uri
 
 
-def build_db_uri(env: Mapping[str, str], database: str) -> str:
-    host = env.get("MLFLOW_DB_HOST", "").strip()
-    if not host:
+def db_tls_options(env: Mapping[str, str]) -> dict[str, str]:
+    """libpq's sslmode and sslrootcert from MLFLOW_DB_SSLMODE and MLFLOW_DB_SSLROOTCERT."""
+    sslmode = env.get("MLFLOW_DB_SSLMODE", "").strip()
+    if sslmode not in SSLMODES:
+        raise ConfigError(
+            f"MLFLOW_DB_SSLMODE={sslmode!r} must be one of " + ", ".join(filter(None, SSLMODES))
+        )
+    rootcert = env.get("MLFLOW_DB_SSLROOTCERT", "").strip()
+    if sslmode in VERIFYING_SSLMODES and not rootcert:
+        raise ConfigError(
+            f"MLFLOW_DB_SSLMODE={sslmode} checks the server's certificate against a CA, but "
+            "MLFLOW_DB_SSLROOTCERT is empty; mount the CA certificate (PEM) and set "
+            "MLFLOW_DB_SSLROOTCERT to its path"
+        )
+    if rootcert and sslmode not in {"require", *VERIFYING_SSLMODES}:
+        raise ConfigError(
+            f"MLFLOW_DB_SSLROOTCERT is set but MLFLOW_DB_SSLMODE={sslmode!r} lets the "
+            "connection go without TLS; set MLFLOW_DB_SSLMODE=verify-full (or verify-ca)"
+        )
+    options = {"sslmode": sslmode} if sslmode else {}
+    if rootcert:
+        try:
+            text = Path(rootcert).read_text(errors="replace")
+        except OSError as exc:
+            raise ConfigError(
+                f"MLFLOW_DB_SSLROOTCERT={rootcert} cannot be read ({exc.strerror}); mount the "
+                "database's CA certificate (PEM) there"
+            ) from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(
+                f"MLFLOW_DB_SSLROOTCERT={rootcert} holds no PEM certificate; mount the "
+                "database's CA certificate (-----BEGIN CERTIFICATE-----) there"
+            )
+        options["sslrootcert"] = rootcert
+    return options
+
+
+def build_db_uri(
+    env: Mapping[str, str], database: str, host: str = "", port: int | None = None
+) -> str:
+    """The psycopg2 URI of the MLFLOW_DB_* parts; host and port default to MLFLOW_DB_HOST/PORT
+    (the read replica passes its own)."""
+    primary = env.get("MLFLOW_DB_HOST", "").strip()
+    if not primary:
         raise ConfigError(
             "MLFLOW_DB_HOST is required (or MLFLOW_BACKEND_STORE_URI_FILE): "
             "the PostgreSQL host name"
         )
-    port = _int(env, "MLFLOW_DB_PORT")
+    host = host or primary
+    port = port or _int(env, "MLFLOW_DB_PORT")
     user = _text(env, "MLFLOW_DB_USER")
     password = require_secret(env, "MLFLOW_DB_PASSWORD", f"the password of database user {user}")
     query = ""
-    if sslmode := env.get("MLFLOW_DB_SSLMODE", "").strip():
-        query = "?" + urllib.parse.urlencode({"sslmode": sslmode})
+    if options := db_tls_options(env):
+        # %20, not '+': libpq does not read '+' as a space (SQLAlchemy reads both).
+        query = "?" + urllib.parse.urlencode(options, quote_via=urllib.parse.quote)
     quote = urllib.parse.quote
     return (
         f"postgresql+psycopg2://{quote(user, safe='')}:{quote(password, safe='')}"
@@ -219,6 +274,8 @@ class Settings:
     sftp_known_hosts_file: str = ""
     db_pool_size: int = DEFAULTS["MLFLOW_DB_POOL_SIZE"]
     db_max_overflow: int = DEFAULTS["MLFLOW_DB_MAX_OVERFLOW"]
+    # Reads go there (MLflow's --read-replica-backend-store-uri); empty: all on the primary.
+    read_replica_uri: str = field(default="", repr=False)
 
     @property
     def uses_sftp(self) -> bool:
@@ -238,6 +295,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     backend = (
         normalize_db_uri(backend) if backend else build_db_uri(env, _text(env, "MLFLOW_DB_NAME"))
     )
+    read_replica = ""
+    if replica_host := env.get("MLFLOW_DB_READ_REPLICA_HOST", "").strip():
+        if not env.get("MLFLOW_DB_HOST", "").strip():
+            raise ConfigError(
+                "MLFLOW_DB_READ_REPLICA_HOST works with the MLFLOW_DB_* parts, not with "
+                "MLFLOW_BACKEND_STORE_URI; set MLFLOW_DB_HOST (and the other parts) instead"
+            )
+        read_replica = build_db_uri(
+            env,
+            _text(env, "MLFLOW_DB_NAME"),
+            host=replica_host,
+            port=_int(env, "MLFLOW_DB_READ_REPLICA_PORT"),
+        )
     serve = _truthy(env, "MLFLOW_SERVE_ARTIFACTS")
     destination = env.get("MLFLOW_ARTIFACTS_DESTINATION", "").strip()
     root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT", "").strip()
@@ -329,6 +399,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sftp_known_hosts_file=env.get(
             "MLFLOW_SFTP_KNOWN_HOSTS_FILE", DEFAULTS["MLFLOW_SFTP_KNOWN_HOSTS_FILE"]
         ).strip(),
+        read_replica_uri=read_replica,
         **auth_fields,  # type: ignore[arg-type]
     )
     if settings.uses_sftp:
@@ -386,6 +457,11 @@ def prepare_runtime(settings: Settings, env: dict[str, str]) -> None:
     env["MLFLOW_BACKEND_STORE_URI"] = with_pool_plugin(settings.backend_store_uri)
     env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = str(settings.db_pool_size)
     env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(settings.db_max_overflow)
+    # Like the primary's URI, the replica's (it holds the password) travels in the environment;
+    # its engines get the same pool sizes (they count against the replica's max_connections).
+    env.pop(READ_REPLICA_ENV, None)
+    if settings.read_replica_uri:
+        env[READ_REPLICA_ENV] = with_pool_plugin(settings.read_replica_uri)
     # MLflow's job runner (GenAI scorers, trace roll-ups) starts ~10 huey processes and ~1 GiB
     # of memory; a tracking server for classic ML does not need it, so it is opt-in here.
     env.setdefault(
@@ -459,7 +535,9 @@ def _psycopg2_dsn(uri: str) -> str:
     return uri.replace("postgresql+psycopg2://", "postgresql://", 1)
 
 
-def wait_for_database(uri: str, seconds: int) -> None:
+def wait_for_database(
+    uri: str, seconds: int, what: str = "database", settings_hint: str = "MLFLOW_DB_*"
+) -> None:
     import psycopg2
 
     parsed = urllib.parse.urlsplit(uri)
@@ -468,14 +546,22 @@ def wait_for_database(uri: str, seconds: int) -> None:
     while True:
         try:
             psycopg2.connect(_psycopg2_dsn(uri), connect_timeout=5).close()
-            log(f"database at {where} accepts connections")
+            log(f"{what} at {where} accepts connections")
             return
         except psycopg2.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            # libpq puts the cause on the last line ("connection to server ... failed:" first).
+            reason = " ".join(line.strip() for line in text.splitlines()) or type(exc).__name__
+            if any(marker in text for marker in TLS_VERIFY_ERRORS):
+                raise ConfigError(
+                    f"{what} at {where} refused: its TLS certificate does not check out "
+                    f"({reason}); the server must present a certificate signed by the CA in "
+                    f"MLFLOW_DB_SSLROOTCERT that names the host {parsed.hostname} (verify-full)"
+                ) from None
             if time.monotonic() >= deadline:
                 raise ConfigError(
-                    f"database at {where} did not accept connections within {seconds}s "
-                    f"({reason}); check MLFLOW_DB_* and that PostgreSQL is up"
+                    f"{what} at {where} did not accept connections within {seconds}s "
+                    f"({reason}); check {settings_hint} and that PostgreSQL is up"
                 ) from None
             time.sleep(2)
 
@@ -595,6 +681,13 @@ def main(argv: list[str]) -> int:
             raise ConfigError("/tmp is not writable; mount a tmpfs there (docker: --tmpfs /tmp)")
         RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
         wait_for_database(settings.backend_store_uri, settings.db_wait_seconds)
+        if settings.read_replica_uri:
+            wait_for_database(
+                settings.read_replica_uri,
+                settings.db_wait_seconds,
+                "read replica",
+                "MLFLOW_DB_READ_REPLICA_HOST/PORT",
+            )
         check_schema_is_known(settings)
         if command == "migrate" or settings.db_upgrade:
             migrate(settings)

@@ -18,6 +18,8 @@ require POSTGRESQL_APP_PASSWORD "the password of POSTGRESQL_APP_USER"
 : "${POSTGRESQL_PORT:=5432}"
 : "${POSTGRESQL_MAX_CONNECTIONS:=100}"
 : "${POSTGRESQL_SHARED_BUFFERS:=128MB}"
+: "${POSTGRESQL_TLS_CERT_FILE:=}"
+: "${POSTGRESQL_TLS_KEY_FILE:=}"
 # end generated
 require_identifier POSTGRESQL_APP_USER
 [[ $POSTGRESQL_APP_USER != postgres ]] ||
@@ -36,6 +38,28 @@ install -d -m 0700 "$PGHOST" "$RUNTIME_DIR/bootstrap"
 data_root=$(dirname "$PGDATA")
 [[ -w $data_root ]] ||
   die "$data_root is not writable by UID $(id -u) GID $(id -g); mount a volume writable by group 0"
+
+# Server TLS from mounted files. PostgreSQL wants its key 0600 and owned by the server's UID
+# (or 0640 and root's), which a mount under an arbitrary UID rarely is: use a private copy.
+tls_args=() hba_type=host
+if [[ -n $POSTGRESQL_TLS_CERT_FILE || -n $POSTGRESQL_TLS_KEY_FILE ]]; then
+  [[ -n $POSTGRESQL_TLS_CERT_FILE && -n $POSTGRESQL_TLS_KEY_FILE ]] ||
+    die "POSTGRESQL_TLS_CERT_FILE and POSTGRESQL_TLS_KEY_FILE go together: set both (the server certificate and its key) or neither"
+  for var in POSTGRESQL_TLS_CERT_FILE POSTGRESQL_TLS_KEY_FILE; do
+    [[ -f ${!var} && -r ${!var} ]] ||
+      die "$var=${!var} is not a file UID $(id -u) can read; mount the PEM file there (readable by the container's UID or group 0)"
+  done
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$POSTGRESQL_TLS_CERT_FILE" ||
+    die "POSTGRESQL_TLS_CERT_FILE=$POSTGRESQL_TLS_CERT_FILE holds no PEM certificate; mount the server certificate there"
+  grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$POSTGRESQL_TLS_KEY_FILE" ||
+    die "POSTGRESQL_TLS_KEY_FILE=$POSTGRESQL_TLS_KEY_FILE holds no PEM private key; mount the server's key there"
+  install -d -m 0700 "$RUNTIME_DIR/tls"
+  install -m 0600 "$POSTGRESQL_TLS_CERT_FILE" "$RUNTIME_DIR/tls/server.crt"
+  install -m 0600 "$POSTGRESQL_TLS_KEY_FILE" "$RUNTIME_DIR/tls/server.key"
+  tls_args=(-c ssl=on -c ssl_cert_file="$RUNTIME_DIR/tls/server.crt"
+    -c ssl_key_file="$RUNTIME_DIR/tls/server.key" -c ssl_min_protocol_version=TLSv1.2)
+  hba_type=hostssl # unencrypted network connections find no pg_hba.conf entry
+fi
 
 # A cluster made by another major version cannot be opened by these binaries, and starting
 # them on it would only crash-loop: stop at once, change nothing, and name the way across.
@@ -64,7 +88,7 @@ chmod 0700 "$PGDATA"
 # (docker exec, backups), over the network only the application role and only to its databases.
 hba="$RUNTIME_DIR/pg_hba.conf"
 printf '%s\n' "local all all scram-sha-256" "host all postgres all reject" \
-  "host $POSTGRESQL_APP_DB${POSTGRESQL_AUTH_DB:+,$POSTGRESQL_AUTH_DB} $POSTGRESQL_APP_USER all scram-sha-256" \
+  "$hba_type $POSTGRESQL_APP_DB${POSTGRESQL_AUTH_DB:+,$POSTGRESQL_AUTH_DB} $POSTGRESQL_APP_USER all scram-sha-256" \
   >"$hba"
 
 # Bootstrap: a socket-only server in a separate directory, so the health check stays red.
@@ -92,11 +116,12 @@ SQL
 pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
 unset PGPASSWORD POSTGRESQL_PASSWORD POSTGRESQL_APP_PASSWORD
 
-log "starting PostgreSQL on port $POSTGRESQL_PORT"
+log "starting PostgreSQL on port $POSTGRESQL_PORT${tls_args:+ (TLS only)}"
 postgres -D "$PGDATA" -c listen_addresses='*' -c port="$POSTGRESQL_PORT" -c hba_file="$hba" \
   -c unix_socket_directories="$PGHOST" \
   -c max_connections="$POSTGRESQL_MAX_CONNECTIONS" -c shared_buffers="$POSTGRESQL_SHARED_BUFFERS" \
-  -c password_encryption=scram-sha-256 -c logging_collector=off -c log_destination=stderr &
+  -c password_encryption=scram-sha-256 -c logging_collector=off -c log_destination=stderr \
+  "${tls_args[@]}" &
 pid=$!
 # SIGTERM (docker stop, Kubernetes) becomes a fast shutdown: roll back sessions, checkpoint, exit.
 trap 'kill -INT "$pid" 2>/dev/null' TERM INT

@@ -31,7 +31,10 @@ EXISTING_SECRETS: dict[str, Any] = {
         "sftpClientKey": {"existingSecret": "team-mlflow-sftp-key"},
         "metrics": {"existingSecret": "team-mlflow-metrics"},
     },
-    "postgresql": {"auth": {"existingSecret": "team-postgresql"}},
+    "postgresql": {
+        "auth": {"existingSecret": "team-postgresql"},
+        "tls": {"existingSecret": "team-postgresql-tls"},
+    },
     "sftp": {"hostKeys": {"existingSecret": "team-sftp-host-keys"}},
 }
 MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -50,7 +53,9 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
                 "database": "tracking",
                 "authDatabase": "tracking_auth",
                 "user": "mlflow_app",
-                "sslmode": "require",
+                "sslmode": "verify-full",
+                "tls": {"existingSecret": "external-db-ca", "caKey": "root.pem"},
+                "readReplica": {"host": "db-ro.example.com", "port": 6433},
                 "existingSecret": "external-db",
                 "existingSecretPasswordKey": "db-password",
             },

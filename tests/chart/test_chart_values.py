@@ -131,6 +131,7 @@ def test_existing_secrets_replace_generated_ones(matrix_renders: dict[str, Rende
         "team-mlflow-sftp-key",
         "team-mlflow-metrics",
         "team-postgresql",
+        "team-postgresql-tls",
         "team-sftp-host-keys",
         "smoke-mlops-kit-mlflow-people",
         "smoke-mlops-kit-tests",
@@ -152,7 +153,7 @@ def test_external_database(matrix_renders: dict[str, Rendered]) -> None:
     assert (env["MLFLOW_DB_USER"], env["MLFLOW_AUTH_DB_NAME"], env["MLFLOW_DB_SSLMODE"]) == (
         "mlflow_app",
         "tracking_auth",
-        "require",
+        "verify-full",
     )
     volumes = rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]["volumes"]
     db = next(v for v in volumes if v["name"] == "db-password")

@@ -43,7 +43,18 @@ class Postgres:
         return self.container.host_port(5432)
 
 
-def start_postgres(sandbox: Sandbox, images: ImageSet, tmp: Path, name: str = "db") -> Postgres:
+def start_postgres(
+    sandbox: Sandbox,
+    images: ImageSet,
+    tmp: Path,
+    name: str = "db",
+    *,
+    env: dict[str, str] | None = None,
+    mounts: tuple[str, ...] = (),
+    aliases: tuple[str, ...] = (),
+) -> Postgres:
+    """A hardened PostgreSQL with its own volume and secrets; ``env`` and ``mounts`` add more
+    (e.g. TLS files), ``aliases`` more names on the network. Healthy when returned."""
     values = {"superuser": new_secret(), "app": new_secret()}
     directory = secret_dir(tmp / f"{name}-secrets", values)
     container = sandbox.run(
@@ -52,12 +63,15 @@ def start_postgres(sandbox: Sandbox, images: ImageSet, tmp: Path, name: str = "d
         env={
             "POSTGRESQL_PASSWORD_FILE": "/run/secrets/db/superuser",
             "POSTGRESQL_APP_PASSWORD_FILE": "/run/secrets/db/app",
+            **(env or {}),
         },
         mounts=[
             f"{sandbox.volume(name)}:/var/lib/postgresql/data",
             f"{directory}:/run/secrets/db:ro",
+            *mounts,
         ],
         publish=[5432],
+        aliases=aliases,
     )
     container.wait_healthy()
     return Postgres(container, values, directory)

@@ -109,11 +109,15 @@ class Sandbox:
         uid: int | None = None,
         command: Sequence[str] = (),
         hardened: bool = True,
+        aliases: Sequence[str] = (),
     ) -> Container:
+        """Start ``name``, reachable on the sandbox network as ``name`` and ``aliases``."""
         uid = uid if uid is not None else random_uid()
         full = f"{self.prefix}-{name}"
         args = ["run", "--detach", "--name", full, "--network", self.network]
-        args += ["--network-alias", name, "--user", f"{uid}:0"]
+        for alias in (name, *aliases):
+            args += ["--network-alias", alias]
+        args += ["--user", f"{uid}:0"]
         if hardened:
             args += HARDENING
         for key, value in (env or {}).items():

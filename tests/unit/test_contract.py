@@ -229,7 +229,10 @@ def test_the_mlflow_entrypoint_enforces_the_contract_ranges(
         elif setting.type == "bool":
             assert module._truthy({}, setting.name) is setting.default
         elif setting.type == "enum":
-            assert setting.values == module.AUTH_PERMISSIONS
+            assert setting.values == module.CHOICES[setting.name]
+    # The entrypoint checks each enum against these (not against a copy of its own).
+    assert module.CHOICES["MLFLOW_AUTH_DEFAULT_PERMISSION"] == module.AUTH_PERMISSIONS
+    assert module.CHOICES["MLFLOW_DB_SSLMODE"] == module.SSLMODES
 
 
 # ---------- the Docker role ----------

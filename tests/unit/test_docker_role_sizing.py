@@ -38,8 +38,9 @@ def test_too_many_workers_for_max_connections_names_the_numbers_and_the_fix(
         tmp_path, {"mlops_docker_mlflow_workers": 16, "mlops_docker_sftp_memory": "2g"}
     )
     assert (
-        f"MLflow may hold {need} PostgreSQL connections but mlops_docker_postgresql_max_connections "
-        "is 100: 16 workers (mlops_docker_mlflow_workers) x 3 pools per worker x "
+        f"MLflow may hold {need} PostgreSQL connections but "
+        "mlops_docker_postgresql_max_connections is 100: 16 workers (mlops_docker_mlflow_workers) "
+        "x 3 pools per worker x "
         "(mlops_docker_mlflow_db_pool_size 2 + mlops_docker_mlflow_db_max_overflow 0), plus 2 of "
         "the server process and 10 reserved. Raise mlops_docker_postgresql_max_connections to 108"
     ) in message

@@ -228,3 +228,148 @@ def test_pool_plugin_sets_both_sizes_zero_included(monkeypatch) -> None:
 
 def ep_with_plugin(uri: str) -> str:
     return f"{uri}&plugin=mlops_kit_pool"
+
+
+# ---------- TLS to the database and the read replica ----------
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path) -> Path:
+    path = tmp_path / "db ca" / "ca.crt"  # a space: the URI must quote the path
+    path.parent.mkdir()
+    path.write_text(CA_PEM)
+    return path
+
+
+def libpq_options(ep, uri: str) -> dict[str, str]:
+    """What libpq itself reads from the URI (psycopg2 hands it over unchanged)."""
+    from psycopg2.extensions import parse_dsn
+
+    return parse_dsn(uri.replace("postgresql+psycopg2://", "postgresql://", 1))
+
+
+def test_verify_full_with_a_ca_reaches_libpq_for_both_databases(ep, env, ca_file) -> None:
+    env.update(MLFLOW_DB_SSLMODE="verify-full", MLFLOW_DB_SSLROOTCERT=str(ca_file))
+    settings = ep.load_settings(env)
+    for uri, dbname in (
+        (settings.backend_store_uri, "mlflow"),
+        (settings.auth_db_uri, "mlflow_auth"),
+    ):
+        options = libpq_options(ep, uri)
+        assert options["sslmode"] == "verify-full"
+        assert options["sslrootcert"] == str(ca_file)
+        assert (options["host"], options["dbname"], options["password"]) == (
+            "db", dbname, "p@ss:w/rd%",
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("sslmode", ["verify-ca", "verify-full"])
+def test_verifying_without_a_ca_names_the_setting(ep, env, sslmode: str) -> None:
+    """libpq would fail later with 'root certificate file ... does not exist'."""
+    env["MLFLOW_DB_SSLMODE"] = sslmode
+    with pytest.raises(
+        ep.ConfigError, match=f"MLFLOW_DB_SSLMODE={sslmode} .* MLFLOW_DB_SSLROOTCERT"
+    ):
+        ep.load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_DB_SSLROOTCERT": "/nope/ca.crt"}, "MLFLOW_DB_SSLROOTCERT=/nope/ca.crt cannot"),
+        ({"MLFLOW_DB_SSLMODE": "prefer"}, "without TLS; set MLFLOW_DB_SSLMODE=verify-full"),
+        ({"MLFLOW_DB_SSLMODE": ""}, "MLFLOW_DB_SSLMODE=''"),
+        ({"MLFLOW_DB_SSLMODE": "verify_full"}, "MLFLOW_DB_SSLMODE='verify_full' must be one of"),
+    ],
+)  # fmt: skip
+def test_bad_tls_settings_name_the_variable(
+    ep, env, ca_file, change: dict[str, str], message: str
+) -> None:
+    env.update(MLFLOW_DB_SSLMODE="verify-full", MLFLOW_DB_SSLROOTCERT=str(ca_file))
+    env.update(change)
+    with pytest.raises(ep.ConfigError, match=message):
+        ep.load_settings(env)
+
+
+def test_a_ca_file_must_hold_a_pem_certificate(ep, env, tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.der"
+    not_pem.write_bytes(b"\x30\x82\x01\x0a")
+    env.update(MLFLOW_DB_SSLMODE="verify-full", MLFLOW_DB_SSLROOTCERT=str(not_pem))
+    with pytest.raises(ep.ConfigError, match="holds no PEM certificate"):
+        ep.load_settings(env)
+
+
+def test_require_may_add_a_ca(ep, env, ca_file) -> None:
+    env.update(MLFLOW_DB_SSLMODE="require", MLFLOW_DB_SSLROOTCERT=str(ca_file))
+    assert libpq_options(ep, ep.load_settings(env).backend_store_uri)["sslrootcert"] == str(ca_file)
+
+
+def test_no_tls_settings_leave_the_uri_as_before(ep, env) -> None:
+    assert "?" not in ep.load_settings(env).backend_store_uri
+
+
+def test_read_replica_shares_credentials_database_and_tls(ep, env, ca_file) -> None:
+    env.update(
+        MLFLOW_DB_SSLMODE="verify-full",
+        MLFLOW_DB_SSLROOTCERT=str(ca_file),
+        MLFLOW_DB_READ_REPLICA_HOST="db-ro.example.com",
+        MLFLOW_DB_READ_REPLICA_PORT="6432",
+    )
+    settings = ep.load_settings(env)
+    replica = libpq_options(ep, settings.read_replica_uri)
+    primary = libpq_options(ep, settings.backend_store_uri)
+    assert (replica["host"], replica["port"]) == ("db-ro.example.com", "6432")
+    assert (primary["host"], primary["port"]) == ("db", "5432")
+    for key in ("user", "password", "dbname", "sslmode", "sslrootcert"):
+        assert replica[key] == primary[key], key
+    assert "p@ss" not in repr(settings)
+
+
+def test_read_replica_reaches_mlflow_through_the_environment_only(
+    ep, env, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    env["MLFLOW_DB_READ_REPLICA_HOST"] = "db-ro"
+    settings = ep.load_settings(env)
+    argv = " ".join(ep.server_argv(settings))
+    assert "db-ro" not in argv
+    assert "p%40ss" not in argv
+    server_env = dict(env)
+    ep.prepare_runtime(settings, server_env)
+    assert server_env[ep.READ_REPLICA_ENV] == ep.with_pool_plugin(settings.read_replica_uri)
+    assert "@db-ro:5432/mlflow" in settings.read_replica_uri
+
+
+def test_no_read_replica_drops_a_stray_mlflow_variable(ep, env, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    server_env = dict(env, MLFLOW_READ_REPLICA_BACKEND_STORE_URI="postgresql://x")
+    ep.prepare_runtime(ep.load_settings(env), server_env)
+    assert ep.READ_REPLICA_ENV not in server_env
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"MLFLOW_DB_READ_REPLICA_HOST": "db-ro", "MLFLOW_DB_READ_REPLICA_PORT": "0"},
+            "MLFLOW_DB_READ_REPLICA_PORT=0 must be between 1 and 65535",
+        ),
+        (
+            {
+                "MLFLOW_DB_READ_REPLICA_HOST": "db-ro",
+                "MLFLOW_DB_HOST": "",
+                "MLFLOW_BACKEND_STORE_URI": "postgresql://u:p@h/db",
+                "MLFLOW_AUTH_ENABLED": "false",
+            },
+            "MLFLOW_DB_READ_REPLICA_HOST works with the MLFLOW_DB_\\* parts",
+        ),
+    ],
+)
+def test_bad_read_replica_settings_name_the_variable(ep, env, change, message) -> None:
+    env.update(change)
+    with pytest.raises(ep.ConfigError, match=message):
+        ep.load_settings(env)

@@ -179,6 +179,20 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
+{{/* The database TLS settings that cannot work, refused at render time (the entrypoint
+     would refuse them too, but only in a crash-looping pod). */}}
+{{- define "mlops-kit.db.checkTls" -}}
+{{- if not .Values.postgresql.enabled -}}
+{{- $db := .Values.externalDatabase -}}
+{{- if and (has $db.sslmode (list "verify-ca" "verify-full")) (not $db.tls.existingSecret) -}}
+{{- fail (printf "externalDatabase.sslmode=%s checks the server's certificate against a CA, but externalDatabase.tls.existingSecret is empty: create a Secret holding the CA certificate (kubectl create secret generic mlflow-db-ca --from-file=ca.crt=CA.pem) and set externalDatabase.tls.existingSecret (key: externalDatabase.tls.caKey, default ca.crt)" $db.sslmode) -}}
+{{- end -}}
+{{- if and $db.tls.existingSecret (not (has $db.sslmode (list "require" "verify-ca" "verify-full"))) -}}
+{{- fail (printf "externalDatabase.tls.existingSecret is set but externalDatabase.sslmode=%q lets the connection go without TLS: set externalDatabase.sslmode: verify-full (or verify-ca)" $db.sslmode) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mlops-kit.db.secretKey" -}}
 {{- ternary "password" .Values.externalDatabase.existingSecretPasswordKey .Values.postgresql.enabled -}}
 {{- end -}}
@@ -438,9 +452,26 @@ autoscaling/v2beta2
   value: {{ include "mlops-kit.db.name" . | quote }}
 - name: MLFLOW_DB_PASSWORD_FILE
   value: /etc/mlflow/db/password
-{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.sslmode }}
+{{- include "mlops-kit.db.checkTls" . }}
+{{- if not .Values.postgresql.enabled }}
+{{- with .Values.externalDatabase.sslmode }}
 - name: MLFLOW_DB_SSLMODE
-  value: {{ .Values.externalDatabase.sslmode | quote }}
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.externalDatabase.tls.existingSecret }}
+- name: MLFLOW_DB_SSLROOTCERT
+  value: /etc/mlflow/db-tls/ca.crt
+{{- end }}
+{{- with .Values.externalDatabase.readReplica.host }}
+- name: MLFLOW_DB_READ_REPLICA_HOST
+  value: {{ . | quote }}
+- name: MLFLOW_DB_READ_REPLICA_PORT
+  value: {{ $.Values.externalDatabase.readReplica.port | quote }}
+{{- end }}
+{{- else if .Values.postgresql.tls.existingSecret }}
+{{- /* The bundled server then accepts TLS only: never try plaintext first. */}}
+- name: MLFLOW_DB_SSLMODE
+  value: require
 {{- end }}
 - name: MLFLOW_DB_WAIT_SECONDS
   value: {{ .Values.mlflow.dbWaitSeconds | quote }}
@@ -521,6 +552,11 @@ autoscaling/v2beta2
   mountPath: /etc/mlflow/metrics
   readOnly: true
 {{- end }}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
+- name: db-ca
+  mountPath: /etc/mlflow/db-tls
+  readOnly: true
+{{- end }}
 - name: sftp-client-key
   mountPath: /etc/mlflow/sftp
   readOnly: true
@@ -577,6 +613,15 @@ autoscaling/v2beta2
     items:
       - key: password
         path: password
+{{- end }}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
+- name: db-ca
+  secret:
+    secretName: {{ .Values.externalDatabase.tls.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.externalDatabase.tls.caKey }}
+        path: ca.crt
 {{- end }}
 - name: sftp-client-key
   secret:
@@ -696,6 +741,12 @@ autoscaling/v2beta2
   value: {{ .Values.postgresql.maxConnections | quote }}
 - name: POSTGRESQL_SHARED_BUFFERS
   value: {{ .Values.postgresql.sharedBuffers | quote }}
+{{- if .Values.postgresql.tls.existingSecret }}
+- name: POSTGRESQL_TLS_CERT_FILE
+  value: /etc/postgresql/tls/tls.crt
+- name: POSTGRESQL_TLS_KEY_FILE
+  value: /etc/postgresql/tls/tls.key
+{{- end }}
 {{- end -}}
 
 {{- define "mlops-kit.sftp.env" -}}
