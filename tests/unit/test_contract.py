@@ -28,6 +28,7 @@ from mlopskit.contract import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract()
+DOCKER_DEFAULTS_FILE = "ansible/roles/mlops_docker/defaults/main.yml"
 RAW = yaml.safe_load(CONTRACT_FILE.read_text())
 IMAGES = REPO_ROOT / "images"
 # Names the shell entrypoints mention that are not settings (an error message's hint).
@@ -385,3 +386,20 @@ def test_a_new_mlflow_version_reaches_every_pin(
     } <= changed
     with pytest.raises(ContractError, match=r"requirements\.lock pins mlflow .*9\.9\.9.*make lock"):
         contract_module.check_locked_versions()
+
+
+def test_the_addresses_in_the_docs_are_the_default_ones() -> None:
+    """The README and the Docker guide show where a default deploy listens: the role's
+    default bind address and the contract's published ports (a changed default must show)."""
+    defaults = yaml.safe_load((REPO_ROOT / DOCKER_DEFAULTS_FILE).read_text())
+    bind = defaults["mlops_docker_bind_address"]
+    ports = {
+        "mlflow": CONTRACT.profile["mlflow_published_port"].default,
+        "sftp": CONTRACT.profile["sftp_published_port"].default,
+    }
+    expected = {f"http://{bind}:{ports['mlflow']}", f"{bind}:{ports['sftp']}"}
+    for doc in ("README.md", "docs/docker.md"):
+        text = (REPO_ROOT / doc).read_text()
+        shown = set(re.findall(r"(?:http://)?127\.0\.0\.1:[0-9]+", text))
+        assert expected <= shown, f"{doc} does not show {expected - shown}"
+        assert {s.rsplit(":", 1)[1] for s in shown} <= {str(p) for p in ports.values()}, doc
