@@ -9,6 +9,13 @@ die() {
   exit "$EX_CONFIG"
 }
 
+# check_pattern NAME PATTERN: refuse the value of variable NAME unless it matches the extended
+# regular expression PATTERN (images/contract.yaml `pattern`; the checks are generated).
+check_pattern() {
+  local name=$1 pattern=$2
+  [[ ${!name} =~ $pattern ]] || die "$name='${!name}' must match $pattern (images/README.md)"
+}
+
 log() {
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ${0##*/}: $*" >&2
 }

@@ -20,6 +20,7 @@ require POSTGRESQL_APP_PASSWORD "the password of POSTGRESQL_APP_USER"
 : "${POSTGRESQL_SHARED_BUFFERS:=128MB}"
 : "${POSTGRESQL_TLS_CERT_FILE:=}"
 : "${POSTGRESQL_TLS_KEY_FILE:=}"
+check_pattern POSTGRESQL_SHARED_BUFFERS '^[0-9]+(kB|MB|GB)?$'
 # end generated
 require_identifier POSTGRESQL_APP_USER
 [[ $POSTGRESQL_APP_USER != postgres ]] ||
@@ -28,8 +29,6 @@ require_identifier POSTGRESQL_APP_DB
 [[ -z $POSTGRESQL_AUTH_DB ]] || require_identifier POSTGRESQL_AUTH_DB
 require_port POSTGRESQL_PORT
 [[ $POSTGRESQL_MAX_CONNECTIONS =~ ^[0-9]+$ ]] || die "POSTGRESQL_MAX_CONNECTIONS must be a number"
-[[ $POSTGRESQL_SHARED_BUFFERS =~ ^[0-9]+(kB|MB|GB)?$ ]] ||
-  die "POSTGRESQL_SHARED_BUFFERS='$POSTGRESQL_SHARED_BUFFERS' must look like 128MB"
 [[ $POSTGRESQL_APP_USER != postgres ]] || die "POSTGRESQL_APP_USER must not be the superuser 'postgres'"
 
 runtime_dir

@@ -20,16 +20,14 @@ source /usr/local/lib/mlops-kit/lib.sh
 : "${SFTP_MAX_SESSIONS:=32}"
 : "${SFTP_MAX_STARTUPS:=64:30:256}"
 : "${SFTP_LOG_LEVEL:=INFO}"
+check_pattern SFTP_USERNAME '^[a-z_][a-z0-9_-]{0,31}$'
+check_pattern SFTP_MAX_STARTUPS '^[0-9]+(:[0-9]+:[0-9]+)?$'
 GENERATED_HOST_KEY_TYPES=(ecdsa rsa)
 # end generated
 SESSION_SHELL=/usr/local/bin/sftp-session
 
-[[ $SFTP_USERNAME =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] ||
-  die "SFTP_USERNAME='$SFTP_USERNAME' must match [a-z_][a-z0-9_-]{0,31}"
 require_port SFTP_PORT
 [[ $SFTP_MAX_SESSIONS =~ ^[1-9][0-9]*$ ]] || die "SFTP_MAX_SESSIONS must be a positive number"
-[[ $SFTP_MAX_STARTUPS =~ ^[0-9]+(:[0-9]+:[0-9]+)?$ ]] ||
-  die "SFTP_MAX_STARTUPS='$SFTP_MAX_STARTUPS' must look like 64 or 64:30:256"
 [[ $SFTP_LOG_LEVEL =~ ^(QUIET|FATAL|ERROR|INFO|VERBOSE|DEBUG[1-3]?)$ ]] ||
   die "SFTP_LOG_LEVEL='$SFTP_LOG_LEVEL' must be one of QUIET FATAL ERROR INFO VERBOSE DEBUG"
 [[ $SFTP_DATA_ROOT =~ ^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$ ]] ||

@@ -44,7 +44,7 @@ TYPES = {"string", "int", "bool", "enum", "path", "uri", "list", "size", "mebiby
 SECRET_KINDS = (True, False, "mounted secret", "mounted file")
 SETTING_KEYS = {
     "name", "type", "description", "default", "required", "secret", "min", "max", "values",
-    "group", "docker", "chart", "keep_empty",
+    "group", "docker", "chart", "keep_empty", "pattern",
 }  # fmt: skip
 IMAGE_KEYS = {"title", "volume", "paths", "settings"}
 PATH_KEYS = {"path", "kind", "description"}
@@ -83,6 +83,7 @@ class Setting:
     docker: str = ""
     chart: str = ""
     keep_empty: bool = False
+    pattern: str = ""
 
     @property
     def is_secret(self) -> bool:
@@ -225,6 +226,23 @@ def _check_value(where: str, setting: Setting, value: Any) -> None:
         raise _fail(where, f"default {value} is above max {setting.max}")
     if setting.type == "enum" and value not in setting.values:
         raise _fail(where, f"default {value!r} is not one of values {list(setting.values)}")
+    if setting.pattern and not re.search(setting.pattern, str(value)):
+        raise _fail(where, f"default {value!r} does not match pattern {setting.pattern}")
+
+
+def _check_pattern(where: str, kind: str, pattern: Any) -> None:
+    """A pattern is an anchored regular expression that bash, Python, Jinja and JSON Schema
+    read alike, and that fits in single quotes."""
+    if kind not in {"string", "size"}:
+        raise _fail(where, "pattern is for string and size settings")
+    if not isinstance(pattern, str) or not pattern.startswith("^") or not pattern.endswith("$"):
+        raise _fail(where, f"pattern {pattern!r} must be a string from ^ to $")
+    if "'" in pattern or "\\" in pattern:
+        raise _fail(where, f"pattern {pattern!r} must not hold quotes or backslashes")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _fail(where, f"pattern {pattern!r} is no regular expression: {exc}") from None
 
 
 def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
@@ -238,6 +256,8 @@ def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
         raise _fail(where, "only enums and lists (their items) have values")
     if ("min" in raw or "max" in raw) and raw["type"] not in {"int", "mebibytes"}:
         raise _fail(where, "min and max are for int settings")
+    if "pattern" in raw:
+        _check_pattern(where, raw["type"], raw["pattern"])
     setting = Setting(
         name=name,
         type=raw["type"],
@@ -252,6 +272,7 @@ def _setting(where: str, raw: dict[str, Any], name: str) -> Setting:
         docker=raw.get("docker", ""),
         chart=raw.get("chart", ""),
         keep_empty=raw.get("keep_empty", False),
+        pattern=raw.get("pattern", ""),
     )
     if setting.required and "default" in raw:
         raise _fail(where, "a required setting has no default")
@@ -548,6 +569,7 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
         port_name = spec.port_setting
         if kind == "entrypoint":
             lines = shell_defaults(spec)
+            lines += [f"check_pattern {s.name} '{s.pattern}'" for s in spec.settings if s.pattern]
             if image == "sftp":
                 types = " ".join(contract.profile["sftp_host_key_types"].default)
                 lines.append(f"GENERATED_HOST_KEY_TYPES=({types})")
@@ -692,14 +714,40 @@ def render_docker_defaults(contract: Contract, text: str, sources: Sources) -> s
     return _set_target_defaults(contract, text, "docker", "mlops_docker/defaults/main.yml")
 
 
+def contract_name(knob: Setting) -> str:
+    """How images/contract.yaml names a knob: the variable, or profile.<knob>."""
+    return knob.name if knob.name.isupper() else f"profile.{knob.name}"
+
+
 def docker_limits(contract: Contract) -> dict[str, dict[str, Any]]:
     """Range checks of the Docker role (argument_specs has no ranges): variable -> limits."""
-    limits = {}
-    for knob in contract.knobs():
-        if knob.docker and knob.min is not None:
-            setting = knob.name if knob.name.isupper() else f"profile.{knob.name}"
-            limits[knob.docker] = {"min": knob.min, "max": knob.max, "contract": setting}
-    return limits
+    return {
+        knob.docker: {"min": knob.min, "max": knob.max, "contract": contract_name(knob)}
+        for knob in contract.knobs()
+        if knob.docker and knob.min is not None
+    }
+
+
+def docker_patterns(contract: Contract) -> dict[str, dict[str, str]]:
+    """Pattern checks of the Docker role: variable -> pattern."""
+    return {
+        knob.docker: {"pattern": knob.pattern, "contract": contract_name(knob)}
+        for knob in contract.knobs()
+        if knob.docker and knob.pattern
+    }
+
+
+def knob_rule(knob: Setting) -> str:
+    """The contract's limit of a knob as a sentence for the docs ("" when it has none)."""
+    if knob.min is not None:
+        return f"Range: {knob.min} to {knob.max}."
+    if knob.values:
+        every = "Each one of" if knob.type == "list" else "One of"
+        shown = ", ".join(value or '""' for value in knob.values)
+        return f"{every}: {shown}."
+    if knob.pattern:
+        return f"Must match `{knob.pattern}`."
+    return ""
 
 
 def render_docker_vars(contract: Contract, text: str, sources: Sources) -> str:
@@ -714,6 +762,19 @@ def render_docker_vars(contract: Contract, text: str, sources: Sources) -> str:
     lines.append("# Sizing (images/contract.yaml: sizing): tasks/validate.yml checks with them.")
     lines.append("mlops_docker_sizing:")
     lines += [f"  {name}: {value}" for name, value in contract.sizing.constants().items()]
+    lines += [
+        "# Patterns of the settings (images/contract.yaml): tasks/validate.yml refuses the rest.",
+        "mlops_docker_contract_patterns:",
+    ]
+    for name, rule in docker_patterns(contract).items():
+        lines.append(f"  {name}: {{pattern: '{rule['pattern']}', contract: {rule['contract']}}}")
+    lines += [
+        "# Choices of the settings (images/contract.yaml), for the messages of tasks/validate.yml.",
+        "mlops_docker_contract_choices:",
+    ]
+    for knob in contract.knobs():
+        if knob.docker and knob.values:
+            lines.append(f"  {knob.docker}: {json.dumps(list(knob.values))}")
     lines.append("# Ports inside the containers (the images' ports).")
     for name, image in contract.images.items():
         lines.append(f"mlops_docker_{name}_internal_port: {image.port}")
@@ -744,6 +805,8 @@ def render_chart_schema(contract: Contract, text: str, sources: Sources) -> str:
                 ) from None
         if knob.min is not None:
             node["minimum"], node["maximum"] = knob.min, knob.max
+        if knob.pattern:
+            node["pattern"] = knob.pattern
         if knob.values and knob.type == "list":
             node["items"] = {"type": "string", "enum": list(knob.values)}
         elif knob.values:
@@ -756,18 +819,23 @@ def settings_table_name(role: Path) -> str:
     return f"settings table (edit the comments of {role.name}/defaults/main.yml)"
 
 
-def role_variables(
-    role: Path, sources: Sources, limits: Mapping[str, Mapping[str, Any]] | None = None
+def with_rules(
+    variables: list[value_docs.Documented], rules: Mapping[str, str]
 ) -> list[value_docs.Documented]:
-    """A role's variables as its defaults/main.yml describes them, plus ranges (limits) if any."""
-    source = f"{role.name}/defaults/main.yml"
-    variables = value_docs.role_variables(sources[role / "defaults" / "main.yml"], source)
+    """Each description followed by the contract's rule of its key, if any (knob_rule)."""
     return [
-        replace(v, description=f"{v.description} Range: {limit['min']} to {limit['max']}.")
-        if (limit := (limits or {}).get(v.key))
-        else v
+        replace(v, description=f"{v.description} {rule}") if (rule := rules.get(v.key)) else v
         for v in variables
     ]
+
+
+def role_variables(
+    role: Path, sources: Sources, rules: Mapping[str, str] | None = None
+) -> list[value_docs.Documented]:
+    """A role's variables as its defaults/main.yml describes them, plus the contract's rules."""
+    source = f"{role.name}/defaults/main.yml"
+    variables = value_docs.role_variables(sources[role / "defaults" / "main.yml"], source)
+    return with_rules(variables, rules or {})
 
 
 def role_settings_block(
@@ -786,8 +854,9 @@ def role_settings_block(
 
 
 def docker_variables(contract: Contract, sources: Sources) -> list[value_docs.Documented]:
-    """The Docker role's variables, with the contract's ranges (tasks/validate.yml checks them)."""
-    return role_variables(DOCKER_ROLE, sources, docker_limits(contract))
+    """The Docker role's variables, with the contract's rules (tasks/validate.yml checks them)."""
+    rules = {k.docker: rule for k in contract.knobs() if k.docker and (rule := knob_rule(k))}
+    return role_variables(DOCKER_ROLE, sources, rules)
 
 
 def render_docker_specs(contract: Contract, text: str, sources: Sources) -> str:
@@ -820,7 +889,8 @@ def render_kubernetes_specs(contract: Contract, text: str, sources: Sources) -> 
 def render_kubernetes_doc(contract: Contract, text: str, sources: Sources) -> str:
     doc = "docs/kubernetes.md"
     values = value_docs.chart_values(sources[CHART_VALUES], "charts/mlops-kit/values.yaml")
-    text = replace_block(text, VALUES_TABLE, value_docs.table(values), HTML, doc)
+    rules = {k.chart: rule for k in contract.knobs() if k.chart and (rule := knob_rule(k))}
+    text = replace_block(text, VALUES_TABLE, value_docs.table(with_rules(values, rules)), HTML, doc)
     text = replace_block(text, SIZING_TABLE, sizing_table(contract), HTML, doc)
     variables = role_variables(KUBERNETES_ROLE, sources)
     return role_settings_block(KUBERNETES_ROLE, variables, text, sources, doc)

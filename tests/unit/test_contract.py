@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from mlopskit.contract import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract()
+DOCKER_DEFAULTS_FILE = "ansible/roles/mlops_docker/defaults/main.yml"
 RAW = yaml.safe_load(CONTRACT_FILE.read_text())
 IMAGES = REPO_ROOT / "images"
 # Names the shell entrypoints mention that are not settings (an error message's hint).
@@ -105,6 +107,22 @@ def test_a_changed_default_reaches_both_targets() -> None:
             lambda r: r["profile"]["sftp_host_key_types"].update(value=["ed25519"]),
             "default items ['ed25519'] are not among ['ecdsa', 'rsa']",
         ),
+        (
+            lambda r: r["images"]["sftp"]["settings"][0].update(default="Root"),
+            "SFTP_USERNAME): default 'Root' does not match pattern ^[a-z_]",
+        ),
+        (
+            lambda r: r["images"]["sftp"]["settings"][0].update(pattern="[a-z]+"),
+            "pattern '[a-z]+' must be a string from ^ to $",
+        ),
+        (
+            lambda r: r["images"]["sftp"]["settings"][0].update(pattern="^\\w+$"),
+            "must not hold quotes or backslashes",
+        ),
+        (
+            lambda r: r["images"]["sftp"]["settings"][1].update(pattern="^[0-9]+$"),
+            "SFTP_PORT): pattern is for string and size settings",
+        ),
     ],
 )
 def test_a_bad_contract_names_the_key(edit: Any, message: str) -> None:
@@ -180,16 +198,39 @@ def test_the_shell_defaults_apply_as_the_contract_says(image: str) -> None:
     except where an empty value means something (keep_empty)."""
     settings = [s for s in CONTRACT.images[image].settings if s.default is not None]
     assert len(settings) >= 4
-    script = generated_block(IMAGES / image / "entrypoint.sh")
+    script = f"source {IMAGES / 'common' / 'lib.sh'}\n"
+    script += generated_block(IMAGES / image / "entrypoint.sh")
     script += "".join(f'printf "%s\\n" "${s.name}"\n' for s in settings)
     for given in (None, ""):
-        env = {} if given is None else {s.name: given for s in settings}
+        # An empty value a pattern would refuse is left unset (the pattern test covers those).
+        env = {} if given is None else {s.name: given for s in settings if not s.pattern}
         out = subprocess.run(
             ["bash", "-euc", script], env=env, capture_output=True, text=True, check=True
         ).stdout.splitlines()
         for setting, value in zip(settings, out, strict=True):
             keeps = given == "" and setting.keep_empty
             assert value == ("" if keeps else str(setting.default)), (setting.name, given)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [s for image in ("postgresql", "sftp") for s in CONTRACT.images[image].settings if s.pattern],
+    ids=lambda s: s.name,
+)
+def test_the_shell_entrypoints_refuse_what_the_pattern_refuses(setting: Any) -> None:
+    """The generated check, run with the images' own helpers: the default passes, a value
+    outside the pattern stops the entrypoint with exit code 78, naming the variable."""
+    image = "postgresql" if setting.name.startswith("POSTGRESQL_") else "sftp"
+    script = f"source {IMAGES / 'common' / 'lib.sh'}\n"
+    script += generated_block(IMAGES / image / "entrypoint.sh") + "echo passed\n"
+    run = functools.partial(
+        subprocess.run, ["bash", "-euc", script], capture_output=True, text=True
+    )
+    assert run(env={}).stdout == "passed\n"
+    bad = "has space; $(id)"
+    refused = run(env={setting.name: bad})
+    assert refused.returncode == 78
+    assert f"error: {setting.name}='{bad}' must match {setting.pattern}" in refused.stderr
 
 
 def test_a_changed_port_reaches_the_images_files() -> None:
@@ -295,8 +336,23 @@ def test_docker_role_range_check_passes_the_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"mlops_docker_sftp_max_startups": "lots"}, "must look like 64 or 64:30:256"),
-        ({"mlops_docker_sftp_host_key_types": []}, "the SFTP server needs at least one host key"),
+        (
+            {"mlops_docker_sftp_max_startups": "lots"},
+            "mlops_docker_sftp_max_startups=lots does not match ^[0-9]+(:[0-9]+:[0-9]+)?$ "
+            "(SFTP_MAX_STARTUPS in images/contract.yaml)",
+        ),
+        (
+            {"mlops_docker_sftp_username": "Bad User"},
+            "mlops_docker_sftp_username=Bad User does not match",
+        ),
+        (
+            {"mlops_docker_postgresql_shared_buffers": "1 GB"},
+            "mlops_docker_postgresql_shared_buffers=1 GB does not match",
+        ),
+        (
+            {"mlops_docker_sftp_host_key_types": []},
+            "the SFTP server needs at least one host key type, from ecdsa, rsa",
+        ),
         (
             {"mlops_docker_mlflow_cors_allowed_origins": ["https://a,https://b"]},
             "list each origin as its own item",
@@ -333,3 +389,20 @@ def test_a_new_mlflow_version_reaches_every_pin(
     } <= changed
     with pytest.raises(ContractError, match=r"requirements\.lock pins mlflow .*9\.9\.9.*make lock"):
         contract_module.check_locked_versions()
+
+
+def test_the_addresses_in_the_docs_are_the_default_ones() -> None:
+    """The README and the Docker guide show where a default deploy listens: the role's
+    default bind address and the contract's published ports (a changed default must show)."""
+    defaults = yaml.safe_load((REPO_ROOT / DOCKER_DEFAULTS_FILE).read_text())
+    bind = defaults["mlops_docker_bind_address"]
+    ports = {
+        "mlflow": CONTRACT.profile["mlflow_published_port"].default,
+        "sftp": CONTRACT.profile["sftp_published_port"].default,
+    }
+    expected = {f"http://{bind}:{ports['mlflow']}", f"{bind}:{ports['sftp']}"}
+    for doc in ("README.md", "docs/docker.md"):
+        text = (REPO_ROOT / doc).read_text()
+        shown = set(re.findall(r"(?:http://)?127\.0\.0\.1:[0-9]+", text))
+        assert expected <= shown, f"{doc} does not show {expected - shown}"
+        assert {s.rsplit(":", 1)[1] for s in shown} <= {str(p) for p in ports.values()}, doc
