@@ -15,6 +15,9 @@ from tests.support.keys import KeyPair, generate_keypair
 
 pytestmark = pytest.mark.docker
 
+# The one origin whose pages may call the `mlflow_server` fixture's API (test_mlflow.py, CORS).
+CORS_ALLOWED_ORIGIN = "https://notebooks.example.com"
+
 
 @pytest.fixture(scope="session")
 def images() -> ImageSet:
@@ -200,6 +203,7 @@ def mlflow_server(
             "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
             "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
             "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com,mlflow",
+            "MLFLOW_CORS_ALLOWED_ORIGINS": CORS_ALLOWED_ORIGIN,
         },
         mounts=[f"{secrets_dir}:/run/secrets/mlflow:ro", f"{ssh_dir}:/etc/mlflow/sftp:ro"],
         publish=[5000],

@@ -16,7 +16,20 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.images.conftest import Mlflow, Postgres, Sftp, sftp_client_files, start_postgres
+from tests.images.conftest import (
+    CORS_ALLOWED_ORIGIN,
+    Mlflow,
+    Postgres,
+    Sftp,
+    sftp_client_files,
+    start_postgres,
+)
+from tests.support.cors import (
+    EVIL_ORIGIN,
+    acceptance_problems,
+    delete_experiment,
+    refusal_problems,
+)
 from tests.support.docker import Sandbox, assert_config_error, docker, secret_dir
 from tests.support.keys import sftp_session
 
@@ -115,6 +128,34 @@ def test_only_allowed_host_headers_are_served(mlflow_server: Mlflow) -> None:
     assert status("mlflow.example.com") == 200
     assert status("mlflow.example.com:8443") == 200
     assert status("evil.example.com") == 403
+
+
+def test_a_foreign_page_cannot_act_with_the_users_credentials(mlflow_server: Mlflow) -> None:
+    """A page of https://evil.example, with the admin's credentials attached by the browser:
+    creating an experiment is refused (JSON and "simple" text/plain), nothing is created, and
+    neither the preflight nor any answer lets the page read it (tests/support/cors.py)."""
+    name = f"cors-attack-{uuid.uuid4().hex[:8]}"
+    problems = refusal_problems(mlflow_server.url, mlflow_server.auth, name, EVIL_ORIGIN)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_allowed_origin_gets_credentialed_cors(mlflow_server: Mlflow) -> None:
+    name = f"cors-allowed-{uuid.uuid4().hex[:8]}"
+    problems = acceptance_problems(mlflow_server.url, mlflow_server.auth, name, CORS_ALLOWED_ORIGIN)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_refusal_check_sees_an_accepted_origin(mlflow_server: Mlflow) -> None:
+    """The attack's check must fail where the server lets the origin in."""
+    name = f"cors-check-{uuid.uuid4().hex[:8]}"
+    try:
+        problems = refusal_problems(
+            mlflow_server.url, mlflow_server.auth, name, CORS_ALLOWED_ORIGIN
+        )
+    finally:
+        delete_experiment(mlflow_server.url, mlflow_server.auth, name)
+    assert any("was created" in p for p in problems), problems
+    assert any("preflight" in p for p in problems), problems
 
 
 def test_prometheus_metrics_are_exposed(mlflow_server: Mlflow, logged_run: dict) -> None:

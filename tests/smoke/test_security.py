@@ -1,8 +1,10 @@
 """Negative checks: no access without credentials, unknown keys rejected, no shell on SFTP,
-and only the names the server is reached by are accepted as Host headers."""
+only the names the server is reached by are accepted as Host headers, and a foreign web page
+cannot act with a person's credentials (CORS)."""
 
 from __future__ import annotations
 
+import subprocess
 import urllib.parse
 
 import paramiko
@@ -10,6 +12,8 @@ import pytest
 import requests
 
 from tests.smoke.smoke_support import connect_sftp
+from tests.smoke.stack import Stack
+from tests.support.cors import EVIL_ORIGIN, acceptance_problems, refusal_problems
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
@@ -82,3 +86,54 @@ def test_sftp_refuses_port_forwarding(client_env):
             )
     finally:
         client.close()
+
+
+# MLFLOW_CORS_ALLOWED_ORIGINS as the running MLflow container has it (docker exec / kubectl exec).
+READ_ORIGINS = "import os; print(os.environ.get('MLFLOW_CORS_ALLOWED_ORIGINS', ''))"
+
+
+@pytest.fixture(scope="module")
+def cors_allowed_origins(stack: Stack) -> list[str]:
+    """The origins the deployed MLflow lets in: mlops_docker_mlflow_cors_allowed_origins on
+    Docker, mlflow.corsAllowedOrigins on Kubernetes."""
+    argv = [*stack.exec_argv("mlflow"), "python", "-c", READ_ORIGINS]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{argv} exited {result.returncode}: {result.stderr}"
+    return [origin.strip() for origin in result.stdout.strip().split(",") if origin.strip()]
+
+
+def person_auth(client_env) -> tuple[str, str]:
+    return (client_env["MLFLOW_TRACKING_USERNAME"], client_env["MLFLOW_TRACKING_PASSWORD"])
+
+
+def test_a_foreign_page_cannot_act_with_the_persons_credentials(
+    client_env, cors_allowed_origins, run_id_tag
+):
+    """A page of https://evil.example in the person's browser, which attaches their MLflow
+    credentials: creating an experiment is refused and creates nothing; neither the preflight
+    nor any answer lets the page read it (tests/support/cors.py)."""
+    assert EVIL_ORIGIN not in cors_allowed_origins
+    if "*" in cors_allowed_origins:
+        pytest.skip("MLFLOW_CORS_ALLOWED_ORIGINS is *: MLflow lets every origin in, uncredentialed")
+    base = client_env["MLFLOW_TRACKING_URI"].rstrip("/")
+    name = f"smoke-cors-attack-{run_id_tag}"
+    problems = refusal_problems(base, person_auth(client_env), name, EVIL_ORIGIN)
+    assert not problems, "\n".join(problems)
+
+
+def test_an_allowed_origin_gets_credentialed_cors(
+    client_env, cors_allowed_origins, run_id_tag, admin
+):
+    """The same request from the first configured origin works, and its page may read the
+    answer. The admin deletes the experiment again."""
+    exact = [origin for origin in cors_allowed_origins if "*" not in origin]
+    if not exact:
+        pytest.skip(
+            "no CORS origin is configured (mlops_docker_mlflow_cors_allowed_origins, "
+            "mlflow.corsAllowedOrigins): nothing to accept"
+        )
+    base = client_env["MLFLOW_TRACKING_URI"].rstrip("/")
+    name = f"smoke-cors-allowed-{run_id_tag}"
+    admin_auth = (admin["MLFLOW_TRACKING_USERNAME"], admin["MLFLOW_TRACKING_PASSWORD"])
+    problems = acceptance_problems(base, person_auth(client_env), name, exact[0], admin_auth)
+    assert not problems, "\n".join(problems)

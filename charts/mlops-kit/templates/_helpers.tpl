@@ -909,3 +909,65 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 - The external PostgreSQL must accept {{ include "mlops-kit.sizing.dbConnections" . }} connections from MLflow at most (its reserve of {{ include "mlops-kit.sizing.dbReservedConnections" . }} included; docs/kubernetes.md, "Sizing").
 {{- end -}}
 {{- end -}}
+
+{{/* ---------- NetworkPolicies (templates/networkpolicies.yaml) ---------- */}}
+
+{{/* The label that lets a pod of the release's namespace reach MLflow when
+     networkPolicy.mlflow.allowExternal is false: <fullname>-mlflow-client: "true". */}}
+{{- define "mlops-kit.networkPolicy.clientLabel" -}}
+{{- printf "%s-client" (include "mlops-kit.mlflow.fullname" .) -}}
+{{- end -}}
+
+{{/* Egress to the cluster DNS, from any address (a NodeLocal DNSCache answers on a link-local
+     address, not from a pod): port 53, and on OpenShift 5353, where its DNS pods listen behind
+     the dns-default Service (policies see the port after the Service's translation). */}}
+{{- define "mlops-kit.networkPolicy.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+    {{- if include "mlops-kit.openshift" . }}
+    - port: 5353
+      protocol: UDP
+    - port: 5353
+      protocol: TCP
+    {{- end }}
+{{- end -}}
+
+{{/* Peers of an external server: the peers given, else the host itself when it is an IP
+     address (a /32 or /128). A name is never resolved here: validate asks for the peers.
+     include "mlops-kit.networkPolicy.externalPeers" (dict "host" .Values.externalDatabase.host "peers" ...) */}}
+{{- define "mlops-kit.networkPolicy.externalPeers" -}}
+{{- if .peers -}}
+{{- toYaml .peers -}}
+{{- else if regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" .host -}}
+- ipBlock:
+    cidr: {{ .host }}/32
+{{- else if contains ":" .host -}}
+- ipBlock:
+    cidr: {{ trimAll "[]" .host }}/128
+{{- end -}}
+{{- end -}}
+
+{{/* Stop the render when a policy would lock clients or servers out: an exposed MLflow with only
+     in-cluster sources, or egress to an external server known only by name. */}}
+{{- define "mlops-kit.networkPolicy.validate" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- $type := .Values.mlflow.service.type -}}
+{{- if and (not $np.mlflow.allowExternal) (has $type (list "NodePort" "LoadBalancer")) (not $np.mlflow.clientCIDRs) -}}
+{{- fail (printf "networkPolicy.mlflow.allowExternal is false but mlflow.service.type is %s, whose clients come from outside the cluster: list their addresses in networkPolicy.mlflow.clientCIDRs (with the Service's default externalTrafficPolicy Cluster they arrive from the nodes' addresses), or set networkPolicy.mlflow.allowExternal: true" $type) -}}
+{{- end -}}
+{{- if $np.egress.enabled -}}
+{{- if and (not .Values.postgresql.enabled) (not (include "mlops-kit.networkPolicy.externalPeers" (dict "host" .Values.externalDatabase.host "peers" $np.egress.externalDatabaseTo))) -}}
+{{- fail (printf "networkPolicy.egress.enabled is true and externalDatabase.host %q is a name (a NetworkPolicy matches addresses, not names): set networkPolicy.egress.externalDatabaseTo to its peers, e.g. [{ipBlock: {cidr: 10.0.5.10/32}}], or a namespaceSelector for a database in the cluster" .Values.externalDatabase.host) -}}
+{{- end -}}
+{{- $replica := .Values.externalDatabase.readReplica.host -}}
+{{- if and (not .Values.postgresql.enabled) $replica (not (include "mlops-kit.networkPolicy.externalPeers" (dict "host" $replica "peers" $np.egress.readReplicaTo))) -}}
+{{- fail (printf "networkPolicy.egress.enabled is true and externalDatabase.readReplica.host %q is a name (a NetworkPolicy matches addresses, not names): set networkPolicy.egress.readReplicaTo to its peers, e.g. [{ipBlock: {cidr: 10.0.5.11/32}}]" $replica) -}}
+{{- end -}}
+{{- if and (not .Values.sftp.enabled) (not (include "mlops-kit.networkPolicy.externalPeers" (dict "host" .Values.externalSftp.host "peers" $np.egress.externalSftpTo))) -}}
+{{- fail (printf "networkPolicy.egress.enabled is true and externalSftp.host %q is a name (a NetworkPolicy matches addresses, not names): set networkPolicy.egress.externalSftpTo to its peers, e.g. [{ipBlock: {cidr: 10.0.6.20/32}}]" .Values.externalSftp.host) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
