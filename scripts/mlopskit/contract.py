@@ -484,8 +484,7 @@ def _image_file_renderer(image: str, kind: str) -> Renderer:
 def render_chart_ports(contract: Contract, text: str, _rendered: Sources) -> str:
     """The chart's named templates of the images' listen ports."""
     lines = [
-        f'{{{{- define "mlops-kit.{name}.containerPort" -}}}}'
-        f"{image.port}{{{{- end -}}}}"
+        f'{{{{- define "mlops-kit.{name}.containerPort" -}}}}{image.port}{{{{- end -}}}}'
         for name, image in contract.images.items()
     ]
     html = ("{{/* ", " */}}")
@@ -538,7 +537,7 @@ def check_locked_versions() -> None:
 
 def chart_image_values() -> dict[str, str]:
     """values.yaml keys of the default images -> their value from versions.env."""
-    images = image_set(versions_file=VERSIONS_FILE, prefix="")
+    images = image_set(versions_file=VERSIONS_FILE, prefix="", mlflow_version="")
     result = {}
     for name in IMAGE_NAMES:
         result[f"{name}.image.repository"] = f"{images.prefix}/{name}"
