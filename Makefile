@@ -34,7 +34,9 @@ lock: $(VENV_STAMP) ## Re-resolve requirements/*.in and images/mlflow/requiremen
 	$(MLOPSKIT) deps lock
 
 .PHONY: images
-images: $(VENV_STAMP) ## Build the three service images (no registry needed)
+# MLFLOW_VERSION=X.Y.Z (on the command line, so also in the environment of what runs) builds
+# and deploys MLflow at another release than images/versions.env (docs/operations.md, Upgrade).
+images: $(VENV_STAMP) ## Build the three service images (no registry needed; MLFLOW_VERSION=X.Y.Z: MLflow at that release)
 	$(MLOPSKIT) image build
 
 .PHONY: generate

@@ -20,7 +20,7 @@ def _image_build(args: argparse.Namespace) -> None:
 
     if unknown := sorted(set(args.names) - set(IMAGE_NAMES)):
         raise CommandError(f"unknown image(s) {unknown}; choose from {', '.join(IMAGE_NAMES)}")
-    build_all(tuple(args.names) or IMAGE_NAMES)
+    build_all(tuple(args.names) or IMAGE_NAMES, args.mlflow_version)
 
 
 def _image_refs(_args: argparse.Namespace) -> None:
@@ -34,6 +34,13 @@ def _image_refs(_args: argparse.Namespace) -> None:
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build the service images")
     build.add_argument("names", nargs="*", help=f"any of {', '.join(IMAGE_NAMES)} (default: all)")
+    build.add_argument(
+        "--mlflow-version",
+        default=None,
+        metavar="X.Y.Z",
+        help="build the MLflow image at this release, tagged with it (default: the environment's "
+        "MLFLOW_VERSION, else images/versions.env); its requirements are resolved once and cached",
+    )
     build.set_defaults(func=_image_build)
     sub.add_parser("refs", help="print NAME=REFERENCE for each image").set_defaults(
         func=_image_refs

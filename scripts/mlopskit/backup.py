@@ -27,6 +27,7 @@ from . import snapshot
 from .docker_env import (
     PG_SHELL,
     DockerEnv,
+    container_image,
     container_state,
     docker,
     docker_env,
@@ -175,14 +176,19 @@ def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
         for path in sorted(partial.glob(f"{DUMP_PREFIXES[0]}*.dump")):
             files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         files.update(_copy_secrets(env, partial))
-        images = image_set()
+        # What runs (an older MLflow before `make upgrade`), else what versions.env names.
+        pinned = image_set()
+        images = {
+            image: container_image(denv.containers.get(image, "")) or pinned.ref(image)
+            for image in IMAGE_NAMES
+        }
         manifest = {
             "format": 3,
             "environment": env.name,
             "created": name,
             "databases": databases,
             "sftp_data_root": data_root,
-            "images": {image: images.ref(image) for image in IMAGE_NAMES},
+            "images": images,
             "files": files,
             "dirs": dirs,
             "links": links,

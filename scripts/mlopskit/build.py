@@ -1,8 +1,11 @@
 """Build the three service images without any container registry.
 
 The base image is used if present, pulled if a registry answers, else built once from Debian
-packages (see base_image.py). Extra CA certificates of the build host are handed to the MLflow
-build so pip works behind TLS-intercepting proxies and private mirrors.
+packages (see base_image.py). The MLflow image installs images/mlflow/requirements.lock; at
+another MLflow version (MLFLOW_VERSION=…, e.g. to rehearse an upgrade from an older release) a
+lock resolved for that version (lock.mlflow_lock, cached by version). Extra CA certificates of
+the build host are handed to the MLflow build so pip works behind TLS-intercepting proxies and
+private mirrors.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from pathlib import Path
 
 from .base_image import ensure_base_image
 from .engine import ensure_engine
+from .lock import mlflow_lock
 from .shell import log, run
-from .versions import IMAGE_NAMES, REPO_ROOT, ImageSet, image_set
+from .versions import IMAGE_NAMES, REPO_ROOT, ImageSet, image_set, pinned_mlflow_version
 
 IMAGES_DIR = REPO_ROOT / "images"
 HOST_EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
+# Where an MLflow build at another version finds its lock (inside the build context).
+STAGED_LOCK = IMAGES_DIR / "mlflow" / ".build-lock" / "requirements.lock"
 
 
 def stage_extra_ca(source: Path, target: Path) -> int:
@@ -34,7 +40,19 @@ def stage_extra_ca(source: Path, target: Path) -> int:
     return count
 
 
-def build_image(images: ImageSet, name: str, base_image: str) -> float:
+def stage_mlflow_lock(version: str) -> dict[str, str]:
+    """Build arguments of the MLflow image at ``version``: none at the pin; else the lock of
+    that version, copied into the build context."""
+    if version == pinned_mlflow_version():
+        return {}
+    STAGED_LOCK.parent.mkdir(exist_ok=True)
+    shutil.copyfile(mlflow_lock(version), STAGED_LOCK)
+    return {"REQUIREMENTS_LOCK": str(STAGED_LOCK.relative_to(IMAGES_DIR))}
+
+
+def build_image(
+    images: ImageSet, name: str, base_image: str, extra_args: dict[str, str] | None = None
+) -> float:
     args = [
         "docker", "build",
         "--file", str(IMAGES_DIR / name / "Dockerfile"),
@@ -43,7 +61,7 @@ def build_image(images: ImageSet, name: str, base_image: str) -> float:
         "--label", f"org.opencontainers.image.version={images.tag(name)}",
         "--label", "org.opencontainers.image.source=mlops-kit",
     ]  # fmt: skip
-    for key, value in images.build_args(name).items():
+    for key, value in {**images.build_args(name), **(extra_args or {})}.items():
         args += ["--build-arg", f"{key}={value}"]
     if os.environ.get("NO_CACHE"):
         # A rebuild from scratch picks up Debian security updates and new wheels' builds.
@@ -56,14 +74,16 @@ def build_image(images: ImageSet, name: str, base_image: str) -> float:
     return time.monotonic() - started
 
 
-def build_all(names: tuple[str, ...] = IMAGE_NAMES) -> ImageSet:
+def build_all(names: tuple[str, ...] = IMAGE_NAMES, mlflow_version: str | None = None) -> ImageSet:
+    """Build ``names``; MLflow at ``mlflow_version`` (None: MLFLOW_VERSION, else the pin)."""
+    images = image_set(mlflow_version=mlflow_version)
     ensure_engine()
-    images = image_set()
     base = ensure_base_image(os.environ.get("BASE_IMAGE") or "debian:bookworm-slim")
     extra_ca = Path(os.environ.get("EXTRA_CA_DIR") or HOST_EXTRA_CA_DIR)
     copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")
     log(f"base image {base}; {copied} extra CA certificate(s) from {extra_ca}")
     for name in names:
-        seconds = build_image(images, name, base)
+        extra = stage_mlflow_lock(images.mlflow_version) if name == "mlflow" else {}
+        seconds = build_image(images, name, base, extra)
         log(f"built {images.ref(name)} in {seconds:.0f}s")
     return images

@@ -221,6 +221,15 @@ def container_state(container: str) -> dict:
     return json.loads(result.stdout) if result.returncode == 0 else {}
 
 
+def container_image(container: str) -> str:
+    """The image reference a container was created from, or "" when there is no container."""
+    result = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Config.Image}}", container],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
 def docker(*args: str) -> None:
     result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:

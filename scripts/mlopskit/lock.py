@@ -5,12 +5,15 @@ The lock files are what `make` and the MLflow image install, so builds are repea
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-from .shell import log, run
+from .shell import CommandError, log, run
 from .versions import REPO_ROOT
 
 LOCKS = {
@@ -53,3 +56,62 @@ def lock_all(which: list[str]) -> None:
     for name in which:
         stem = LOCKS[name]
         lock(stem.with_suffix(".in"), stem.with_suffix(".lock"))
+
+
+# Locks of the MLflow image at versions other than the pin (`make images MLFLOW_VERSION=…`):
+# resolved once per version and requirements.in, kept outside every work tree.
+CACHE_ROOT = Path(os.environ.get("MLOPS_KIT_CACHE") or "/var/cache/mlops-kit")
+MLFLOW_LOCK_CACHE = CACHE_ROOT / "mlflow-locks"
+MLFLOW_PIN = re.compile(r"^mlflow\[auth\]==\S+$", re.M)
+
+
+def requirements_for(version: str, source: Path) -> str:
+    """requirements.in with its mlflow pin replaced by ``version``."""
+    text, count = MLFLOW_PIN.subn(f"mlflow[auth]=={version}", source.read_text(), count=1)
+    if count != 1:
+        raise CommandError(f"{source.relative_to(REPO_ROOT)} has no mlflow[auth]== line")
+    return text
+
+
+def mlflow_lock(version: str, cache: Path | None = None) -> Path:
+    """A lock file of images/mlflow/requirements.in at MLflow ``version``, from the cache or
+    resolved now (pip's resolver without installing: a dry run with a report). The same
+    version and requirements.in give the same file, so the image build is repeatable and its
+    Docker layers stay cached."""
+    source = LOCKS["mlflow"].with_suffix(".in")
+    text = requirements_for(version, source)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    target = (cache or MLFLOW_LOCK_CACHE) / f"mlflow-{version}-{key}.lock"
+    if target.is_file():
+        log(f"requirements of MLflow {version}: {target} (cached)")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlops-kit-lock-") as tmp:
+        requirements, report = Path(tmp) / "requirements.in", Path(tmp) / "report.json"
+        requirements.write_text(text)
+        log(f"resolving the requirements of MLflow {version} (pip --dry-run)")
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        run(
+            [
+                *pip,
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "-r",
+                str(requirements),
+            ]
+        )
+        installs = json.loads(report.read_text())["install"]
+        pins = sorted(
+            (f"{item['metadata']['name']}=={item['metadata']['version']}" for item in installs),
+            key=str.lower,
+        )
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    partial.write_text(
+        f"# Resolved by mlopskit from {source.name} with mlflow[auth]=={version}.\n"
+        + pinned_lines("\n".join(pins), text)
+    )
+    partial.replace(target)
+    log(f"wrote {target}")
+    return target

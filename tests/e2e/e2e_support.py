@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlopskit.docker_env import PG_SHELL
 from mlopskit.stack import load_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +132,12 @@ def wait_healthy(env: str = E2E_ENV, timeout_s: float = HEALTH_TIMEOUT_S) -> Non
             return
         assert time.monotonic() < deadline, f"not healthy within {timeout_s}s: {status}"
         time.sleep(2)
+
+
+def psql(sql: str, database: str = "mlflow", env: str = E2E_ENV) -> str:
+    """Run SQL as PostgreSQL's superuser inside the environment's PostgreSQL container."""
+    return subprocess.run(
+        ["docker", "exec", containers(env)["postgresql"], "sh", "-c", PG_SHELL, "sh",
+         "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlopskit.docker_env import PG_SHELL
 from mlopskit.environments import parse_connection_env
 from mlopskit.stack import load_stack
 from mlopskit.versions import IMAGE_NAMES, image_set
@@ -32,6 +31,7 @@ from tests.e2e.e2e_support import (
     docker_json,
     docker_names,
     make,
+    psql,
     recap_changed,
     run,
     wait_healthy,
@@ -253,14 +253,6 @@ def test_upgrade_from_the_old_postgres_names_keeps_everything(tmp_path):
     assert not (STATE_DIR / "postgres").exists()
     verify_persistence()
     assert make("deploy", ENV=E2E_ENV).returncode == 0
-
-
-def psql(sql: str, database: str = "mlflow") -> str:
-    return subprocess.run(
-        ["docker", "exec", containers()["postgresql"], "sh", "-c", PG_SHELL, "sh",
-         "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
-        check=True, capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
 
 
 def lose_the_data() -> None:

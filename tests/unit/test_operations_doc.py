@@ -28,7 +28,7 @@ def runbook_commands() -> list[list[str]]:
 def e2e_make_calls() -> dict[str, list[set[str]]]:
     calls: dict[str, list[set[str]]] = {}
     for target, args in re.findall(r'make\(\s*"([a-z-]+)"([^\n]*)', E2E_SOURCES):
-        calls.setdefault(target, []).append(set(re.findall(r"([A-Z]+)=", args)))
+        calls.setdefault(target, []).append(set(re.findall(r"([A-Z_]+)=", args)))
     return calls
 
 

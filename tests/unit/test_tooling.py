@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 from mlopskit.base_image import host_debian_mirror
 from mlopskit.build import stage_extra_ca
+from mlopskit.lock import mlflow_lock, requirements_for
 from mlopskit.shell import CommandError
-from mlopskit.versions import REPO_ROOT, image_set, read_env_file
+from mlopskit.versions import REPO_ROOT, VersionError, image_set, read_env_file
 
 
 def test_mirror_from_deb822_sources_skips_security(tmp_path: Path) -> None:
@@ -137,3 +139,24 @@ def test_the_dev_lock_pins_a_setuptools_that_builds_the_project() -> None:
     locked = pinned(REPO_ROOT / "requirements" / "dev.lock", name)
     as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
     assert as_tuple(locked) >= as_tuple(minimum)
+
+
+def test_mlflow_version_override_names_the_tag_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    pin = read_env_file(REPO_ROOT / "images" / "versions.env")["MLFLOW_VERSION"]
+    monkeypatch.setenv("MLFLOW_VERSION", "3.16.1")
+    assert image_set("p").ref("mlflow") == "p/mlflow:3.16.1"
+    assert image_set("p", mlflow_version="").ref("mlflow") == f"p/mlflow:{pin}"
+    assert image_set("p", mlflow_version="2.22.5").tag("mlflow") == "2.22.5"
+    monkeypatch.setenv("MLFLOW_VERSION", "latest")
+    with pytest.raises(VersionError, match="must be a release"):
+        image_set()
+
+
+def test_another_mlflow_lock_comes_from_the_cache_by_version_and_inputs(tmp_path: Path) -> None:
+    text = requirements_for("3.16.1", REPO_ROOT / "images" / "mlflow" / "requirements.in")
+    assert "mlflow[auth]==3.16.1\n" in text
+    assert text.count("mlflow[auth]==") == 1
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    cached = tmp_path / f"mlflow-3.16.1-{key}.lock"
+    cached.write_text("mlflow==3.16.1\n")
+    assert mlflow_lock("3.16.1", cache=tmp_path) == cached

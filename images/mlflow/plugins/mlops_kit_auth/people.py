@@ -14,23 +14,47 @@ from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
 from .roles import ROLE_GRANTS, WORKSPACE, Account, mlflow_role_name
 
+Grant = tuple[str, str, str]  # resource type, pattern, permission
+
 
 @dataclass
 class Report:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = [f"{what} {', '.join(names)}" for what, names in vars(self).items() if names]
         return "; ".join(parts) or "no change"
 
 
+def storable_grants(role: str) -> set[Grant]:
+    """The role's grants that this MLflow can store. MLflow before 3.17 (an older release
+    during an upgrade) knows fewer resource types, and there a grant on an experiment covers
+    its runs, traces and logged models, one on a registered model its versions; it has no
+    DENY either. The next start on a newer MLflow adds the rest."""
+    from mlflow.server.auth import permissions
+
+    return {
+        (kind, "*", permission)
+        for kind, permission in ROLE_GRANTS[role]
+        if kind in permissions.VALID_RESOURCE_TYPES
+        and permission in permissions.RESOURCE_GRANTABLE_PERMISSIONS
+    }
+
+
+def expressible(role: str) -> bool:
+    """False when this MLflow can store none of a role's grants (the metrics role's DENYs
+    before 3.17): its accounts would get the default permission, so they are not made."""
+    return bool(storable_grants(role)) or not ROLE_GRANTS[role]
+
+
 def _ensure_roles(store: SqlAlchemyStore) -> dict[str, int]:
     """Create the kit's roles with exactly their grants; return role name -> id."""
     existing = {role.name: role for role in store.list_roles([WORKSPACE])}
     ids: dict[str, int] = {}
-    for role, grants in ROLE_GRANTS.items():
+    for role in ROLE_GRANTS:
         name = mlflow_role_name(role)
         found = existing.get(name) or store.create_role(name, WORKSPACE, "managed by mlops-kit")
         ids[role] = found.id
@@ -38,7 +62,7 @@ def _ensure_roles(store: SqlAlchemyStore) -> dict[str, int]:
             (p.resource_type, p.resource_pattern, p.permission): p.id
             for p in store.list_role_permissions(found.id)
         }
-        want = {(kind, "*", permission) for kind, permission in grants}
+        want = storable_grants(role)
         for kind, pattern, permission in want - have.keys():
             store.add_role_permission(found.id, kind, pattern, permission)
         for key in have.keys() - want:
@@ -60,6 +84,8 @@ def converge(
     kit_role_ids = set(role_ids.values())
     managed_ids = {role_ids[role] for role in managed_roles}
     report = Report()
+    report.skipped = [account.name for account in accounts if not expressible(account.role)]
+    accounts = [account for account in accounts if account.name not in report.skipped]
     wanted = {account.name for account in accounts}
     for account in accounts:
         is_admin = account.role == "admin"
