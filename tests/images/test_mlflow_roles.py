@@ -1,6 +1,6 @@
 """People and roles in the MLflow image: each boundary attacked with real HTTP clients.
 
-A server with its own PostgreSQL gets a people list (an editor, a reader, an admin) and a
+A server with its own PostgreSQL gets a people list (two editors, a reader, an admin) and a
 metrics account; every test uses the accounts' own credentials, never the bootstrap admin's
 unless it sets a scene up.
 """
@@ -24,8 +24,9 @@ from tests.support.docker import Container, Sandbox, assert_config_error, new_se
 
 pytestmark = pytest.mark.docker
 
-PEOPLE = {"alice": "editor", "bob": "reader", "carol": "admin"}
+PEOPLE = {"alice": "editor", "bob": "reader", "carol": "admin", "dave": "editor"}
 API = "/api/2.0/mlflow"
+GRANT = "/api/3.0/mlflow/users/permissions/grant"
 
 
 @dataclass
@@ -93,7 +94,8 @@ def as_user(server: Server) -> Iterator[callable]:
 
 @pytest.fixture(scope="module")
 def shared(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An experiment and a run the bootstrap admin made, with an artifact."""
+    """An experiment and a run the bootstrap admin made, with an artifact, and a registered
+    model with one version."""
     name = f"shared-{uuid.uuid4().hex[:6]}"
     response = server.call("admin", "POST", f"{API}/experiments/create", json={"name": name})
     experiment_id = response.json()["experiment_id"]
@@ -111,7 +113,14 @@ def shared(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         timeout=60,
     )
     assert upload.status_code == 200, upload.text
-    return {"experiment_id": experiment_id, "run_id": run_id, "name": name}
+    model = f"shared-model-{uuid.uuid4().hex[:6]}"
+    made = server.call("admin", "POST", f"{API}/registered-models/create", json={"name": model})
+    assert made.ok, made.text
+    version = server.call("admin", "POST", f"{API}/model-versions/create", json={
+        "name": model, "source": f"runs:/{run_id}/model", "run_id": run_id,
+    })  # fmt: skip
+    assert version.ok, version.text
+    return {"experiment_id": experiment_id, "run_id": run_id, "name": name, "model": model}
 
 
 def test_every_person_has_their_own_login(server: Server) -> None:
@@ -145,6 +154,13 @@ WRITES = [
         "experiment_id": s["experiment_id"], "new_name": "hijacked",
     }),
     ("POST", f"{API}/registered-models/create", lambda s: {"name": f"bob-{uuid.uuid4().hex[:6]}"}),
+    ("POST", f"{API}/experiments/delete", lambda s: {"experiment_id": s["experiment_id"]}),
+    ("DELETE", f"{API}/registered-models/delete", lambda s: {"name": s["model"]}),
+    ("DELETE", f"{API}/model-versions/delete", lambda s: {"name": s["model"], "version": "1"}),
+    ("POST", GRANT, lambda s: {
+        "username": "bob", "resource_type": "experiment", "resource_id": s["experiment_id"],
+        "permission": "MANAGE",
+    }),
 ]  # fmt: skip
 
 
@@ -154,6 +170,27 @@ def test_reader_cannot_write_anything(
 ) -> None:
     response = server.call("bob", method, path, json=body(shared))
     assert response.status_code == 403, response.text
+    assert_shared_intact(server, shared)
+
+
+def assert_shared_intact(server: Server, shared: dict[str, str]) -> None:
+    experiment = server.call(
+        "admin", "GET", f"{API}/experiments/get", params={"experiment_id": shared["experiment_id"]}
+    )
+    assert experiment.json()["experiment"]["lifecycle_stage"] == "active"
+    run = server.call("admin", "GET", f"{API}/runs/get", params={"run_id": shared["run_id"]})
+    assert run.json()["run"]["info"]["lifecycle_stage"] == "active"
+    model = server.call(
+        "admin", "GET", f"{API}/registered-models/get", params={"name": shared["model"]}
+    )
+    assert model.status_code == 200, model.text
+    version = server.call(
+        "admin",
+        "GET",
+        f"{API}/model-versions/get",
+        params={"name": shared["model"], "version": "1"},
+    )
+    assert version.status_code == 200, version.text
 
 
 def test_reader_cannot_change_artifacts(server: Server, shared: dict[str, str]) -> None:
@@ -179,6 +216,128 @@ def test_editor_logs_into_shared_experiments_and_registers_models(
     assert client.get_model_version_by_alias(name, "champion").run_id == run.info.run_id
     reader = as_user("bob")
     assert reader.get_model_version_by_alias(name, "champion").version == version.version
+
+
+def grant(who: str, resource_type: str, resource_id: str, permission: str = "MANAGE") -> dict:
+    return {
+        "username": who, "resource_type": resource_type, "resource_id": resource_id,
+        "permission": permission,
+    }  # fmt: skip
+
+
+def test_editor_deletes_and_manages_what_she_created(server: Server) -> None:
+    experiment = server.call(
+        "alice", "POST", f"{API}/experiments/create", json={"name": f"a-{uuid.uuid4().hex[:6]}"}
+    )
+    assert experiment.ok, experiment.text
+    experiment_id = experiment.json()["experiment_id"]
+    runs = [
+        server.call(
+            "alice", "POST", f"{API}/runs/create", json={"experiment_id": experiment_id}
+        ).json()["run"]["info"]["run_id"]
+        for _ in range(2)
+    ]
+    model = f"a-model-{uuid.uuid4().hex[:6]}"
+    assert server.call("alice", "POST", f"{API}/registered-models/create", json={"name": model}).ok
+    for _ in range(2):
+        version = server.call("alice", "POST", f"{API}/model-versions/create", json={
+            "name": model, "source": f"runs:/{runs[0]}/model", "run_id": runs[0],
+        })  # fmt: skip
+        assert version.ok, version.text
+    # Managing: she may hand her own experiment and model to a colleague.
+    for body in (
+        grant("dave", "experiment", experiment_id),
+        grant("dave", "registered_model", model),
+    ):
+        shared_out = server.call("alice", "POST", GRANT, json=body)
+        assert shared_out.status_code == 200, shared_out.text
+    steps = [
+        ("POST", f"{API}/runs/delete", {"run_id": runs[1]}),
+        ("DELETE", f"{API}/model-versions/delete", {"name": model, "version": "2"}),
+        ("DELETE", f"{API}/registered-models/delete", {"name": model}),
+        ("POST", f"{API}/experiments/delete", {"experiment_id": experiment_id}),
+        ("POST", f"{API}/experiments/restore", {"experiment_id": experiment_id}),
+        ("POST", f"{API}/experiments/delete", {"experiment_id": experiment_id}),
+    ]
+    for method, path, body in steps:
+        response = server.call("alice", method, path, json=body)
+        assert response.status_code == 200, (
+            f"{method} {path}: {response.status_code} {response.text}"
+        )
+    gone = server.call("alice", "GET", f"{API}/registered-models/get", params={"name": model})
+    assert gone.status_code == 404
+    deleted = server.call(
+        "alice", "GET", f"{API}/experiments/get", params={"experiment_id": experiment_id}
+    )
+    assert deleted.json()["experiment"]["lifecycle_stage"] == "deleted"
+
+
+def test_editor_cannot_delete_or_manage_what_others_created(
+    server: Server, shared: dict[str, str]
+) -> None:
+    # Dave, another editor, owns an experiment with a run and a model with a version.
+    experiment_id = server.call(
+        "dave", "POST", f"{API}/experiments/create", json={"name": f"d-{uuid.uuid4().hex[:6]}"}
+    ).json()["experiment_id"]
+    run_id = server.call(
+        "dave", "POST", f"{API}/runs/create", json={"experiment_id": experiment_id}
+    ).json()["run"]["info"]["run_id"]
+    model = f"d-model-{uuid.uuid4().hex[:6]}"
+    assert server.call("dave", "POST", f"{API}/registered-models/create", json={"name": model}).ok
+    assert server.call("dave", "POST", f"{API}/model-versions/create", json={
+        "name": model, "source": f"runs:/{run_id}/model", "run_id": run_id,
+    }).ok  # fmt: skip
+    # Alice may still write into them (EDIT) ...
+    own_run = server.call("alice", "POST", f"{API}/runs/create", json={
+        "experiment_id": experiment_id,
+    }).json()["run"]["info"]["run_id"]  # fmt: skip
+    assert server.call("alice", "POST", f"{API}/model-versions/create", json={
+        "name": model, "source": f"runs:/{own_run}/model", "run_id": own_run,
+    }).ok  # fmt: skip
+    # ... but deletes and manages none of it, the bootstrap admin's shared objects neither.
+    attacks = []
+    for owner_experiment, owner_run, owner_model in (
+        (experiment_id, run_id, model),
+        (shared["experiment_id"], shared["run_id"], shared["model"]),
+    ):
+        attacks += [
+            ("POST", f"{API}/runs/delete", {"run_id": owner_run}),
+            ("POST", f"{API}/experiments/delete", {"experiment_id": owner_experiment}),
+            ("DELETE", f"{API}/model-versions/delete", {"name": owner_model, "version": "1"}),
+            ("DELETE", f"{API}/registered-models/delete", {"name": owner_model}),
+            ("POST", GRANT, grant("alice", "experiment", owner_experiment)),
+            ("POST", GRANT, grant("alice", "registered_model", owner_model)),
+            ("POST", GRANT, grant("bob", "experiment", owner_experiment, "EDIT")),
+        ]
+    attacks += [
+        # Her own run in his experiment: runs have no owner in MLflow, the experiment decides.
+        ("POST", f"{API}/runs/delete", {"run_id": own_run}),
+        # Wildcards and tiers: grants that would reach everyone's objects.
+        ("POST", GRANT, grant("alice", "experiment", "*")),
+        ("POST", GRANT, grant("alice", "run", "*")),
+        ("POST", GRANT, grant("alice", "registered_model_version", "*")),
+        ("POST", GRANT, grant("alice", "registered_model", "*")),
+    ]
+    for method, path, body in attacks:
+        response = server.call("alice", method, path, json=body)
+        assert response.status_code == 403, f"{method} {path} {body}: {response.text}"
+    assert_shared_intact(server, shared)
+    for path, params in (
+        (f"{API}/experiments/get", {"experiment_id": experiment_id}),
+        (f"{API}/runs/get", {"run_id": run_id}),
+        (f"{API}/runs/get", {"run_id": own_run}),
+    ):
+        body = server.call("dave", "GET", path, params=params).json()
+        thing = body.get("experiment") or body["run"]["info"]
+        assert thing["lifecycle_stage"] == "active"
+    kept = server.call("dave", "GET", f"{API}/registered-models/get", params={"name": model})
+    assert kept.status_code == 200
+    # The owner himself may delete it all, her run in his experiment included.
+    assert server.call("dave", "POST", f"{API}/runs/delete", json={"run_id": own_run}).ok
+    assert server.call("dave", "DELETE", f"{API}/registered-models/delete", json={"name": model}).ok
+    assert server.call(
+        "dave", "POST", f"{API}/experiments/delete", json={"experiment_id": experiment_id}
+    ).ok
 
 
 def test_editor_cannot_manage_users(server: Server) -> None:

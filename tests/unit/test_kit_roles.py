@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "mlflow" / "plugins"))
 from mlops_kit_auth.roles import (
+    CONTAINER_TYPES,
     PERSON_ROLES,
     ROLE_GRANTS,
     PeopleError,
@@ -64,6 +65,15 @@ def test_every_person_role_has_grants_and_the_metrics_role_denies_all() -> None:
     metrics = dict(ROLE_GRANTS["metrics"])
     assert set(metrics.values()) == {"DENY"}
     assert {kind for kind, _ in ROLE_GRANTS["reader"]} <= set(metrics)
+
+
+def test_editors_hold_no_grant_that_would_shadow_a_creators_manage() -> None:
+    # MLflow judges a run, trace, logged model or version by its container's grant only when
+    # the caller holds no grant on its own type; a role-wide EDIT there would decide instead,
+    # and EDIT cannot delete: a creator could then delete neither the run nor, as a delete
+    # cascades, the experiment or model holding it.
+    assert {kind for kind, _ in ROLE_GRANTS["editor"]} == set(CONTAINER_TYPES)
+    assert set(CONTAINER_TYPES) == {"experiment", "registered_model", "prompt"}
 
 
 def write_people(directory: Path, people: object, passwords: dict[str, str]) -> Path:

@@ -6,8 +6,17 @@ its roles onto MLflow's RBAC roles (in the default workspace) as follows:
 - ``reader``: READ on every experiment, run, trace, logged and registered model and prompt;
   no write of any kind (the app refuses every request whose MLflow validator is not a read,
   creating experiments and models included, which stock MLflow allows every user).
-- ``editor``: EDIT on the same: log runs into any experiment, register models and versions,
-  set aliases. Creating experiments and models is allowed, as in stock MLflow.
+- ``editor``: EDIT on every experiment, registered model and prompt (the containers): log
+  runs, traces and logged models into any experiment, register models and versions, set
+  aliases, create experiments and models (as in stock MLflow). MLflow grants the creator of
+  an experiment, registered model or prompt MANAGE on it, so an editor deletes and manages
+  (shares, through per-user grants) what they created, everything inside it included (runs
+  others logged there too), and nothing else: not even a run of their own in someone else's
+  experiment, as MLflow keeps no owner per run. The contained types (runs, traces, logged
+  models, versions) get no grant of their own: MLflow judges them by their container only
+  when the role holds no grant on their type, and a role-wide EDIT there would override the
+  creator's MANAGE, so nothing inside could ever be deleted (an experiment's or model's
+  delete cascades to them and needs delete on them).
 - ``admin``: an MLflow admin (``is_admin``), for people who manage users and permissions.
 - ``metrics``: the account a Prometheus scraper uses: ``/metrics`` and nothing else (DENY on
   every resource type).
@@ -37,6 +46,9 @@ CONTENT_TYPES = (
     "prompt",
     "prompt_version",
 )
+# What holds the rest: a run, trace or logged model lives in an experiment, a version in its
+# model or prompt. MLflow grants a creator MANAGE on these.
+CONTAINER_TYPES = ("experiment", "registered_model", "prompt")
 # Everything a DENY must cover so that an account sees nothing.
 ALL_RESOURCE_TYPES = (
     *CONTENT_TYPES,
@@ -54,7 +66,8 @@ ALL_RESOURCE_TYPES = (
 # role -> (resource type, permission) pairs, each on pattern "*".
 ROLE_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "reader": tuple((kind, "READ") for kind in CONTENT_TYPES),
-    "editor": tuple((kind, "EDIT") for kind in CONTENT_TYPES),
+    # Containers only: a grant on a contained type would shadow the creator's MANAGE.
+    "editor": tuple((kind, "EDIT") for kind in CONTAINER_TYPES),
     "admin": (),
     METRICS_ROLE: tuple((kind, "DENY") for kind in ALL_RESOURCE_TYPES),
 }
