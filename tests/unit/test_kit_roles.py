@@ -121,3 +121,14 @@ def test_bad_people_lists_name_the_problem(
     directory = write_people(tmp_path, people, passwords)
     with pytest.raises(PeopleError, match=message):
         read_people(directory, "admin", "metrics")
+
+
+def test_roles_stay_cached_as_long_as_mlflow_keeps_a_password() -> None:
+    """One TTL (MLFLOW_AUTH_CACHE_TTL_SECONDS via MLflow's auth config) for both caches."""
+    from types import SimpleNamespace
+
+    from mlops_kit_auth import role_cache_ttl
+
+    assert role_cache_ttl(SimpleNamespace(auth_cache_ttl_seconds=45)) == 45
+    assert role_cache_ttl(SimpleNamespace(auth_cache_ttl_seconds=0)) == 0
+    assert role_cache_ttl(SimpleNamespace()) == 0

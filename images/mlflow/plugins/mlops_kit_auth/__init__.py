@@ -23,10 +23,29 @@ from cachetools import TTLCache
 
 from .roles import METRICS_ROLE, WORKSPACE, is_read_validator, mlflow_role_name
 
-# Roles change only when people are converged (at a server start); a minute's cache spares a
-# database query on most requests and bounds how long a change on another replica takes.
-_ROLE_CACHE: TTLCache[str, frozenset[str]] = TTLCache(maxsize=10_000, ttl=60)
+# Roles change only when people are converged (at a server start). The cache spares a database
+# query on most requests; it keeps roles as long as MLflow keeps a verified password
+# (auth_cache_ttl_seconds, MLFLOW_AUTH_CACHE_TTL_SECONDS), which bounds how long a change made on
+# another replica takes to arrive. 0: no cache. Made at the first request, after the config.
+_ROLE_CACHE: TTLCache[str, frozenset[str]] | None = None
 _ROLE_CACHE_LOCK = threading.Lock()
+
+
+def role_cache_ttl(auth_config: Any) -> int:
+    """Seconds roles stay cached: MLflow's credential cache TTL (absent before MLflow 3.x: 0)."""
+    return max(0, int(getattr(auth_config, "auth_cache_ttl_seconds", 0) or 0))
+
+
+def _role_cache() -> TTLCache[str, frozenset[str]] | None:
+    global _ROLE_CACHE
+    if _ROLE_CACHE is None:
+        from mlflow.server import auth
+
+        ttl = role_cache_ttl(auth.auth_config)
+        _ROLE_CACHE = TTLCache(maxsize=10_000, ttl=ttl) if ttl else None
+    return _ROLE_CACHE
+
+
 METRICS_PATHS = ("/metrics",)
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -35,18 +54,21 @@ def kit_roles(username: str) -> frozenset[str]:
     """The kit roles (without prefix) that ``username`` holds."""
     from mlflow.server import auth
 
-    with _ROLE_CACHE_LOCK:
-        cached = _ROLE_CACHE.get(username)
-    if cached is not None:
-        return cached
+    cache = _role_cache()
+    if cache is not None:
+        with _ROLE_CACHE_LOCK:
+            cached = cache.get(username)
+        if cached is not None:
+            return cached
     user = auth.store.get_user(username)
     roles = frozenset(
         role.name.removeprefix(mlflow_role_name(""))
         for role in auth.store.list_user_roles(user.id)
         if role.workspace == WORKSPACE and role.name.startswith(mlflow_role_name(""))
     )
-    with _ROLE_CACHE_LOCK:
-        _ROLE_CACHE[username] = roles
+    if cache is not None:
+        with _ROLE_CACHE_LOCK:
+            cache[username] = roles
     return roles
 
 
