@@ -971,3 +971,36 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Secrets the user provides (every existingSecret value in use): the chart cannot rotate them,
+     their owner can (GitOps, a secret manager). */}}
+{{- define "mlops-kit.userSecretNames" -}}
+{{- $v := .Values -}}
+{{- $names := list -}}
+{{- if $v.postgresql.enabled -}}
+{{- $names = concat $names (list $v.postgresql.auth.existingSecret $v.postgresql.tls.existingSecret) -}}
+{{- else -}}
+{{- $names = concat $names (list $v.externalDatabase.existingSecret $v.externalDatabase.tls.existingSecret) -}}
+{{- end -}}
+{{- if $v.mlflow.auth.enabled -}}
+{{- $names = append $names $v.mlflow.auth.existingSecret -}}
+{{- range $v.people }}{{ $names = append $names .existingSecret }}{{ end -}}
+{{- end -}}
+{{- if include "mlops-kit.metrics.account" . }}{{ $names = append $names $v.mlflow.metrics.existingSecret }}{{ end -}}
+{{- $names = append $names $v.mlflow.sftpClientKey.existingSecret -}}
+{{- if $v.sftp.enabled }}{{ $names = append $names $v.sftp.hostKeys.existingSecret }}{{ end -}}
+{{- $names | compact | uniq | sortAlpha | join "," -}}
+{{- end -}}
+
+{{/* checksum/secrets of every pod: secretsRevision and the live content of the user's Secrets.
+     A rotated Secret (seen by helm upgrade's lookup) or a bumped secretsRevision (the GitOps way:
+     helm template cannot look) rolls MLflow, PostgreSQL and SFTP together, so no pod keeps an old
+     password. The chart's own Secrets are kept across upgrades and need no checksum. */}}
+{{- define "mlops-kit.secretsChecksum" -}}
+{{- $input := printf "revision=%v" .Values.secretsRevision -}}
+{{- range $name := splitList "," (include "mlops-kit.userSecretNames" .) | compact }}
+{{- $live := lookup "v1" "Secret" $.Release.Namespace $name -}}
+{{- $input = printf "%s;%s=%s" $input $name (toJson ((get ($live | default dict) "data") | default dict)) -}}
+{{- end -}}
+{{- $input | sha256sum -}}
+{{- end -}}
