@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import tempfile
@@ -119,3 +120,19 @@ def render_notes(
     if result.returncode != 0:
         raise RenderError(result.stderr.strip())
     return yaml.safe_load(result.stdout)["data"]["notes"]
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Values layered like several -f files: maps merge, anything else is replaced (copies)."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        _merge_into(result, copy.deepcopy(layer))
+    return result
+
+
+def _merge_into(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge_into(into[key], value)
+        else:
+            into[key] = value

@@ -3,7 +3,6 @@ example's explicit mode (issue 13)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from chartlib import (
     RenderError,
     env_map,
     helm_template,
+    merged,
     pod_specs,
     render_notes,
 )
@@ -78,16 +78,6 @@ WORKLOADS = {
     "postgresql": ("StatefulSet", "-postgresql", "postgresql"),
     "sftp": ("Deployment", "-sftp", "sftp"),
 }
-
-
-def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def pod_template(rendered: Rendered, component: str) -> dict[str, Any]:

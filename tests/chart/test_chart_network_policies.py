@@ -12,7 +12,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template
+from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template, merged
 from conftest import ED25519_PUBLIC, EXISTING_SECRETS
 from contract import parse_contract
 from test_chart_render import KUBERNETES_VERSION
@@ -41,22 +41,6 @@ CLOSED = {"networkPolicy": {"mlflow": {"allowExternal": False}}}
 DB_PEER = {"ipBlock": {"cidr": "10.0.5.10/32"}}
 SFTP_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "files"}}}
 DNS_PORTS = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-
-
-def merged(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Values layered like several -f files: maps merge, anything else is replaced."""
-    result: dict[str, Any] = {}
-    for layer in layers:
-        _merge(result, copy.deepcopy(layer))
-    return result
-
-
-def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def render(helm: Path, *layers: dict[str, Any], args: list[str] | None = None) -> Rendered:

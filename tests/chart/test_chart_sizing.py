@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import RenderError, env_map, helm_template, render_notes
+from chartlib import RenderError, env_map, helm_template, merged, render_notes
 from conftest import EXISTING_SECRETS
 from mlopskit.contract import load_contract
 
@@ -27,16 +27,6 @@ QUICK: dict[str, Any] = {
 def values(**mlflow: Any) -> dict[str, Any]:
     result = copy.deepcopy(QUICK)
     result["mlflow"].update(mlflow)
-    return result
-
-
-def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
     return result
 
 

@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +141,23 @@ def psql(sql: str, database: str = "mlflow", env: str = E2E_ENV) -> str:
          "psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", database, "-c", sql],
         check=True, capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
+
+
+# Where the e2e suites keep what CI archives (timings, screenshots): build/<env>/ goes with a purge.
+KEEP_DIR = REPO_ROOT / "build" / "test-e2e"
+
+
+def purge(env: str) -> None:
+    """make destroy PURGE=1 of ``env``, without asking; the backups stay (by design)."""
+    result = make("destroy", ENV=env, PURGE="1", YES="1")
+    assert result.returncode == 0, result.explain()
+
+
+def kept_timings(file_name: str, label: str) -> Iterator[dict[str, float]]:
+    """Body of a module fixture: the dict the tests fill with seconds, then written to
+    KEEP_DIR/file_name and printed. Figures, not verdicts (for the CI log and the notes)."""
+    measured: dict[str, float] = {}
+    yield measured
+    KEEP_DIR.mkdir(parents=True, exist_ok=True)
+    (KEEP_DIR / file_name).write_text(json.dumps(measured, indent=2))
+    print(f"\n[e2e] {label}: " + ", ".join(f"{k} {v:.0f}s" for k, v in measured.items()))

@@ -24,14 +24,17 @@ from mlopskit.versions import IMAGE_NAMES, image_set
 
 from tests.e2e.e2e_support import (
     E2E_ENV,
+    KEEP_DIR,
     REPO_ROOT,
     ansible_playbook,
     container_states,
     containers,
     docker_json,
     docker_names,
+    kept_timings,
     make,
     psql,
+    purge,
     recap_changed,
     run,
     wait_healthy,
@@ -44,7 +47,6 @@ BUILD_DIR = REPO_ROOT / "build" / E2E_ENV
 PREFIX = "mlops-e2e"
 LABEL = f"io.mlops-kit.env={E2E_ENV}"
 STATE_DIR = Path("/var/lib/mlops-kit") / PREFIX
-KEEP_DIR = REPO_ROOT / "build" / "test-e2e"
 # The person the smoke suite works as (the first editor with DVC write in deploy/e2e/people.yml).
 SMOKE_PERSON = "alice"
 PERSON_FILE = BUILD_DIR / "people" / SMOKE_PERSON / "connection.env"
@@ -58,31 +60,21 @@ def deploy_with(*extra: str):
     )
 
 
-def purge() -> None:
-    result = make("destroy", ENV=E2E_ENV, PURGE="1", YES="1")
-    assert result.returncode == 0, result.explain()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fresh_environment() -> Iterator[None]:
     """Start from nothing; purge at the end unless MLOPS_E2E_KEEP=1 asks to keep a failure.
     The backups outlive a purge by design: the test removes its own."""
-    purge()
+    purge(E2E_ENV)
     shutil.rmtree(BACKUP_DIR, ignore_errors=True)
     yield
     if os.environ.get("MLOPS_E2E_KEEP") != "1":
-        purge()
+        purge(E2E_ENV)
         shutil.rmtree(BACKUP_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def timings() -> Iterator[dict[str, float]]:
-    measured: dict[str, float] = {}
-    yield measured
-    # Figures, not verdicts: kept for the CI log and the closing note of a change.
-    KEEP_DIR.mkdir(parents=True, exist_ok=True)
-    (KEEP_DIR / "timings.json").write_text(json.dumps(measured, indent=2))
-    print("\n[e2e] timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in measured.items()))
+    yield from kept_timings("timings.json", "timings")
 
 
 def verify_persistence() -> None:
@@ -377,7 +369,7 @@ def test_backups_survive_a_purge_and_restore_everything(timings, tmp_path):
     offsite.mkdir()
     copied = run(["cp", "-a", str(BACKUP_DIR), f"{offsite}/"])
     assert copied.returncode == 0, copied.explain()
-    purge()
+    purge(E2E_ENV)
     assert backup_names() == kept, "PURGE=1 touched the backups"
     assert not BUILD_DIR.exists()
     result = make("deploy", ENV=E2E_ENV)
@@ -409,7 +401,7 @@ def test_a_new_database_volume_is_filled_by_a_restore(timings):
 
 def test_purge_removes_everything():
     kept = backup_names()
-    purge()
+    purge(E2E_ENV)
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, LABEL) == [], f"a {kind} survived PURGE=1"
     assert not BUILD_DIR.exists()

@@ -30,8 +30,10 @@ from tests.e2e.e2e_support import (
     containers,
     docker_json,
     docker_names,
+    kept_timings,
     make,
     psql,
+    purge,
     run,
 )
 from tests.smoke.smoke_support import sha256_of
@@ -46,7 +48,6 @@ PERSON_FILE = BUILD_DIR / "people" / "alice" / "connection.env"
 MANIFEST = BUILD_DIR / "smoke-manifest.json"
 STATE_DIR = Path("/var/lib/mlops-kit") / PREFIX
 BACKUP_DIR = Path("/var/backups/mlops-kit") / PREFIX
-KEEP_DIR = REPO_ROOT / "build" / "test-e2e"
 # The release the environment starts on, and the one it is upgraded to (versions.env).
 OLD_VERSION = read_env_file(VERSIONS_FILE)["MLFLOW_UPGRADE_FROM"]
 NEW = image_set(mlflow_version="")
@@ -61,26 +62,17 @@ VENV_BIN = Path(sys.executable).parent
 def fresh_environment() -> Iterator[None]:
     """Start from nothing; purge at the end (backups too) unless MLOPS_E2E_KEEP=1."""
     assert OLD.mlflow_version != NEW.mlflow_version, "MLFLOW_UPGRADE_FROM is MLFLOW_VERSION"
-    purge()
+    purge(ENV_NAME)
     shutil.rmtree(BACKUP_DIR, ignore_errors=True)
     yield
     if os.environ.get("MLOPS_E2E_KEEP") != "1":
-        purge()
+        purge(ENV_NAME)
         shutil.rmtree(BACKUP_DIR, ignore_errors=True)
-
-
-def purge() -> None:
-    result = make("destroy", ENV=ENV_NAME, PURGE="1", YES="1")
-    assert result.returncode == 0, result.explain()
 
 
 @pytest.fixture(scope="module")
 def timings() -> Iterator[dict[str, float]]:
-    measured: dict[str, float] = {}
-    yield measured
-    KEEP_DIR.mkdir(parents=True, exist_ok=True)
-    (KEEP_DIR / "upgrade-timings.json").write_text(json.dumps(measured, indent=2))
-    print("\n[e2e] upgrade: " + ", ".join(f"{k} {v:.0f}" for k, v in measured.items()))
+    yield from kept_timings("upgrade-timings.json", "upgrade")
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +423,7 @@ def test_old_data_is_still_usable(client_env, state, tmp_path):
 
 
 def test_purge_removes_the_environment():
-    purge()
+    purge(ENV_NAME)
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, LABEL) == [], f"a {kind} survived PURGE=1"
     assert not BUILD_DIR.exists()

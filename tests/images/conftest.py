@@ -180,15 +180,16 @@ def sftp_client_files(directory: Path, sftp: Sftp) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(
+def start_mlflow(
     sandbox: Sandbox,
     images: ImageSet,
     postgres: Postgres,
     sftp: Sftp,
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp: Path,
+    env: dict[str, str] | None = None,
 ) -> Mlflow:
-    tmp = tmp_path_factory.mktemp("mlflow")
+    """The MLflow image against ``postgres`` and ``sftp``, artifacts proxied, as both targets
+    run it; ``env`` adds or overrides settings. Waits until it is healthy."""
     values = {"db": postgres.secrets["app"], "admin": new_secret(), "flask": new_secret()}
     secrets_dir = secret_dir(tmp / "secrets", values)
     ssh_dir = sftp_client_files(tmp / "sftp", sftp)
@@ -202,14 +203,28 @@ def mlflow_server(
             "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
             "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
             "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
-            "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com,mlflow",
-            "MLFLOW_CORS_ALLOWED_ORIGINS": CORS_ALLOWED_ORIGIN,
+            **(env or {}),
         },
         mounts=[f"{secrets_dir}:/run/secrets/mlflow:ro", f"{ssh_dir}:/etc/mlflow/sftp:ro"],
         publish=[5000],
     )
     container.wait_healthy()
     return Mlflow(container, values)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(
+    sandbox: Sandbox,
+    images: ImageSet,
+    postgres: Postgres,
+    sftp: Sftp,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Mlflow:
+    env = {
+        "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com,mlflow",
+        "MLFLOW_CORS_ALLOWED_ORIGINS": CORS_ALLOWED_ORIGIN,
+    }
+    return start_mlflow(sandbox, images, postgres, sftp, tmp_path_factory.mktemp("mlflow"), env)
 
 
 @dataclass

@@ -14,8 +14,8 @@ import requests
 from mlopskit.contract import load_contract
 from mlopskit.versions import ImageSet
 
-from tests.images.conftest import Postgres, Sftp, sftp_client_files
-from tests.support.docker import Container, Sandbox, new_secret, secret_dir
+from tests.images.conftest import Postgres, Sftp, start_mlflow
+from tests.support.docker import Container, Sandbox, new_secret
 
 pytestmark = pytest.mark.docker
 
@@ -43,30 +43,14 @@ def server(
     sftp: Sftp,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Container, tuple[str, str]]:
+    env = {
+        "MLFLOW_WORKERS": str(WORKERS),
+        "MLFLOW_DB_POOL_SIZE": str(POOL_SIZE),
+        "MLFLOW_DB_MAX_OVERFLOW": str(MAX_OVERFLOW),
+    }
     tmp = tmp_path_factory.mktemp("mlflow-sizing")
-    values = {"db": postgres.secrets["app"], "admin": new_secret(), "flask": new_secret()}
-    container = sandbox.run(
-        "mlflow",
-        images.ref("mlflow"),
-        env={
-            "MLFLOW_DB_HOST": "db",
-            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
-            "MLFLOW_DB_UPGRADE": "true",
-            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
-            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
-            "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
-            "MLFLOW_WORKERS": str(WORKERS),
-            "MLFLOW_DB_POOL_SIZE": str(POOL_SIZE),
-            "MLFLOW_DB_MAX_OVERFLOW": str(MAX_OVERFLOW),
-        },
-        mounts=[
-            f"{secret_dir(tmp / 'secrets', values)}:/run/secrets/mlflow:ro",
-            f"{sftp_client_files(tmp / 'sftp', sftp)}:/etc/mlflow/sftp:ro",
-        ],
-        publish=[5000],
-    )
-    container.wait_healthy()
-    return container, ("admin", values["admin"])
+    server = start_mlflow(sandbox, images, postgres, sftp, tmp, env)
+    return server.container, server.auth
 
 
 def test_pool_settings_cap_the_database_connections_under_load(
