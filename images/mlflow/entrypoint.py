@@ -67,7 +67,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "MLFLOW_DB_PORT": (1, 65535),
     "MLFLOW_DB_READ_REPLICA_PORT": (1, 65535),
     "MLFLOW_DB_WAIT_SECONDS": (0, 3600),
-    "MLFLOW_DB_POOL_SIZE": (1, 100),
+    "MLFLOW_DB_POOL_SIZE": (2, 100),
     "MLFLOW_DB_MAX_OVERFLOW": (0, 100),
     "MLFLOW_AUTH_CACHE_TTL_SECONDS": (0, 86400),
     "MLFLOW_PORT": (1024, 65535),
@@ -81,6 +81,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 AUTH_PERMISSIONS = CHOICES["MLFLOW_AUTH_DEFAULT_PERMISSION"]
 # MLflow's password policy; checked here so the error names our setting before the server starts.
 MIN_ADMIN_PASSWORD_LENGTH = 12
+# The server apps of the image's plugins: MLflow's, with a worker's concurrent requests limited to
+# what its database pools take (plugins/mlops_kit_pool), and with basic auth plus the kit's roles.
+APP = "mlops-kit"
 AUTH_APP = "mlops-kit-auth"
 # MLflow's own pool variables: the image sets them from MLFLOW_DB_POOL_SIZE and
 # MLFLOW_DB_MAX_OVERFLOW, so that the deploy targets' sizing checks count what really runs.
@@ -520,9 +523,7 @@ def server_argv(settings: Settings) -> list[str]:
         argv += ["--expose-prometheus", settings.prometheus_dir]
     if settings.enable_workspaces:
         argv.append("--enable-workspaces")
-    if settings.auth_enabled:
-        # Stock basic auth plus the kit's roles (plugins/mlops_kit_auth).
-        argv += ["--app-name", AUTH_APP]
+    argv += ["--app-name", AUTH_APP if settings.auth_enabled else APP]
     return argv
 
 

@@ -85,14 +85,14 @@ def test_an_hpa_maximum_the_database_cannot_take_fails_with_the_numbers(helm: Pa
     "fix",
     [
         {"postgresql": {"maxConnections": 108}},
-        {"mlflow": {"dbPoolSize": 1}},
+        {"mlflow": {"workers": 1}},
         {"mlflow": {"autoscaling": {"maxReplicas": 5}}},
         {
             "postgresql": {"enabled": False},
             "externalDatabase": {"host": "db", "existingSecret": "x"},
         },
     ],
-    ids=["maxConnections", "poolSize", "maxReplicas", "external-db"],
+    ids=["maxConnections", "workers", "maxReplicas", "external-db"],
 )
 def test_each_fix_the_message_names_makes_it_render(helm: Path, fix: dict[str, Any]) -> None:
     helm_template(helm, merged(values(**HPA_6), fix))
@@ -177,8 +177,9 @@ def test_notes_tell_what_an_external_database_must_accept(helm: Path) -> None:
     assert f"The external PostgreSQL must accept {need} connections from MLflow" in notes
 
 
+# A pool of 1 is refused: MLflow's writes open a second session while holding one.
 @pytest.mark.parametrize(
-    "bad", [{"dbPoolSize": 0}, {"dbPoolSize": 101}, {"dbMaxOverflow": -1}, {"dbPoolSize": "2"}]
+    "bad", [{"dbPoolSize": 1}, {"dbPoolSize": 101}, {"dbMaxOverflow": -1}, {"dbPoolSize": "2"}]
 )
 def test_schema_rejects_pool_sizes_outside_the_contract(helm: Path, bad: dict[str, Any]) -> None:
     message = render_error(helm, values(**bad))

@@ -50,10 +50,10 @@ def test_too_many_workers_for_max_connections_names_the_numbers_and_the_fix(
     "settings",
     [
         {"mlops_docker_postgresql_max_connections": 108},
-        {"mlops_docker_mlflow_db_pool_size": 1},
+        {"mlops_docker_mlflow_workers": 14},
         {"mlops_docker_auth_enabled": False},
     ],
-    ids=["max-connections", "pool-size", "auth-off"],
+    ids=["max-connections", "workers", "auth-off"],
 )
 def test_each_fix_passes(tmp_path: Path, settings: dict[str, Any]) -> None:
     base = {"mlops_docker_mlflow_workers": 16, "mlops_docker_sftp_memory": "2g"}

@@ -88,7 +88,7 @@ def test_secret_from_file_wins_and_both_is_an_error(ep, env, tmp_path: Path) -> 
         ({"MLFLOW_SERVE_ARTIFACTS": "maybe"}, "must be true or false"),
         ({"MLFLOW_PORT": "80"}, "between 1024 and 65535"),
         ({"MLFLOW_WORKERS": "0"}, "between 1 and 64"),
-        ({"MLFLOW_DB_POOL_SIZE": "0"}, "MLFLOW_DB_POOL_SIZE=0 must be between 1 and 100"),
+        ({"MLFLOW_DB_POOL_SIZE": "1"}, "MLFLOW_DB_POOL_SIZE=1 must be between 2 and 100"),
         ({"MLFLOW_DB_MAX_OVERFLOW": "-1"}, "MLFLOW_DB_MAX_OVERFLOW=-1 must be between 0 and 100"),
         (
             {"MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0"},
@@ -113,7 +113,8 @@ def test_auth_off_needs_no_auth_secrets(ep, env) -> None:
         del env[name]
     env["MLFLOW_AUTH_ENABLED"] = "false"
     settings = ep.load_settings(env)
-    assert "--app-name" not in ep.server_argv(settings)
+    argv = ep.server_argv(settings)
+    assert argv[argv.index("--app-name") + 1] == "mlops-kit"
 
 
 def test_sftp_files_are_only_needed_for_sftp_uris(ep, env) -> None:
