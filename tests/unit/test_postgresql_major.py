@@ -139,3 +139,22 @@ def test_an_unfinished_move_is_resumed_not_planned_again(
     (tmp_path / pgmajor.MARKER).write_text("{}")
     monkeypatch.setattr(pgmajor, "plan_for", lambda env: pytest.fail("planned again"))
     assert pgmajor.pre_upgrade_check(env) is True
+
+
+def test_the_role_checks_the_major_before_any_change_and_stops_after_postgresql_on_request() -> (
+    None
+):
+    import yaml
+
+    tasks = yaml.safe_load(
+        (REPO_ROOT / "ansible" / "roles" / "mlops_docker" / "tasks" / "containers.yml").read_text()
+    )
+    names = [task["name"] for task in tasks]
+    refuse = names.index("Refuse to start another PostgreSQL major on the data")
+    assert refuse < names.index("Create the private network") < names.index("Start SFTP")
+    stop = names.index("Stop after PostgreSQL when a major upgrade is loading the dumps")
+    assert tasks[stop]["ansible.builtin.meta"] == "end_host"
+    assert names.index("Start PostgreSQL and wait until it is healthy") < stop
+    guard = names.index("Refuse to start MLflow while a PostgreSQL major upgrade is unfinished")
+    assert stop < guard < names.index("Find the MLflow image's ID")
+    assert pgmajor.MARKER in tasks[guard]["ansible.builtin.assert"]["that"]
