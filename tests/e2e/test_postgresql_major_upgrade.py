@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,9 @@ def test_make_upgrade_moves_the_data_to_the_new_major(state, timings):
     result = make("upgrade", ENV=ENV_NAME, POSTGRESQL_MAJOR=NEW_MAJOR)
     assert result.returncode == 0, result.explain()
     timings["make upgrade 15 -> 17 (s)"] = result.seconds
+    moved = re.search(r"tables restored with the same row counts in (\d+)s", result.output)
+    assert moved, result.explain()
+    timings["of which the data move: stop, backup, keep, restore (s)"] = float(moved.group(1))
     assert server_major() == int(NEW_MAJOR)
     container = postgresql_container()
     assert container["Config"]["Image"] == NEW.ref("postgresql")
@@ -271,6 +275,7 @@ def test_a_downgrade_is_refused_and_changes_nothing(state, timings):
     # A plain deploy on the older major stops before it replaces the running server.
     result = make("deploy", ENV=ENV_NAME, POSTGRESQL_MAJOR=OLD_MAJOR)
     assert result.returncode != 0, result.explain()
+    timings["refused deploy on 15 (s)"] = result.seconds
     assert (
         f"holds PostgreSQL {NEW_MAJOR} data and this deploy would start PostgreSQL {OLD_MAJOR}"
     ) in result.output, result.explain()
