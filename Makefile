@@ -35,8 +35,9 @@ lock: $(VENV_STAMP) ## Re-resolve requirements/*.in and images/mlflow/requiremen
 
 .PHONY: images
 # MLFLOW_VERSION=X.Y.Z (on the command line, so also in the environment of what runs) builds
-# and deploys MLflow at another release than images/versions.env (docs/operations.md, Upgrade).
-images: $(VENV_STAMP) ## Build the three service images (no registry needed; MLFLOW_VERSION=X.Y.Z: MLflow at that release)
+# and deploys MLflow at another release than images/versions.env (docs/operations.md, Upgrade);
+# POSTGRESQL_MAJOR=N the same for PostgreSQL (built on the Debian release that ships it).
+images: $(VENV_STAMP) ## Build the three service images (no registry needed; MLFLOW_VERSION=X.Y.Z, POSTGRESQL_MAJOR=N: other versions)
 	$(MLOPSKIT) image build
 
 .PHONY: generate

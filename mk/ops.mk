@@ -17,9 +17,14 @@ restore: $(VENV_STAMP) ## Restore $(ENV) from FROM=<backup dir> (default: latest
 
 # Image tags come from images/versions.env: after bumping a version, deploy re-creates the
 # containers on the new images and the MLflow migration runs once, after the backup.
+# A new PostgreSQL major (versions.env, POSTGRESQL_MAJOR=N or mlops_docker_postgresql_major):
+# pre-upgrade refuses a downgrade before anything changes; upgrade-postgresql stops MLflow,
+# backs up, keeps the old volume as <prefix>-pgdata-<old major> and loads the dumps into the
+# new major on a fresh volume (scripts/mlopskit/pgmajor.py); the same major: it does nothing.
 .PHONY: upgrade
-upgrade: $(VENV_STAMP) ## Back up $(ENV) (Docker target), rebuild the images, redeploy (migrations run once)
+upgrade: $(VENV_STAMP) ## Back up $(ENV) (Docker target), rebuild the images, move to a new PostgreSQL major by dump/restore, redeploy
 	$(MLOPSKIT) stack check $(ENV)
 	$(MLOPSKIT) stack pre-upgrade $(ENV)
 	$(MAKE) --no-print-directory images
+	$(MLOPSKIT) stack upgrade-postgresql $(ENV)
 	$(MAKE) --no-print-directory deploy ENV=$(ENV)

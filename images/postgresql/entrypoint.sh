@@ -67,7 +67,7 @@ server_major=${BASH_REMATCH[1]}
 if [[ -s $PGDATA/PG_VERSION ]]; then
   data_major=$(<"$PGDATA/PG_VERSION")
   [[ $data_major == "$server_major" ]] ||
-    die "$PGDATA holds a PostgreSQL $data_major cluster and this image runs PostgreSQL $server_major, which cannot open it; nothing was changed. Run the PostgreSQL $data_major image again (POSTGRESQL_MAJOR in images/versions.env) and move the data by dump and restore: make backup, then a new data volume on PostgreSQL $server_major and make restore (docs/operations.md#postgresql-major-upgrade)"
+    die "$PGDATA holds a PostgreSQL $data_major cluster and this image runs PostgreSQL $server_major, which cannot open it; nothing was changed. Run the PostgreSQL $data_major image again (POSTGRESQL_MAJOR=$data_major) and move the data by dump and restore: make upgrade with the new POSTGRESQL_MAJOR on the Docker target, or by hand make backup, then a new data volume on PostgreSQL $server_major and make restore; PostgreSQL has no downgrade (docs/operations.md#postgresql-major-upgrade)"
 fi
 
 if [[ ! -s $PGDATA/PG_VERSION ]]; then

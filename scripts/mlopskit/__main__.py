@@ -20,7 +20,7 @@ def _image_build(args: argparse.Namespace) -> None:
 
     if unknown := sorted(set(args.names) - set(IMAGE_NAMES)):
         raise CommandError(f"unknown image(s) {unknown}; choose from {', '.join(IMAGE_NAMES)}")
-    build_all(tuple(args.names) or IMAGE_NAMES, args.mlflow_version)
+    build_all(tuple(args.names) or IMAGE_NAMES, args.mlflow_version, args.postgresql_major)
 
 
 def _image_refs(_args: argparse.Namespace) -> None:
@@ -40,6 +40,13 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
         metavar="X.Y.Z",
         help="build the MLflow image at this release, tagged with it (default: the environment's "
         "MLFLOW_VERSION, else images/versions.env); its requirements are resolved once and cached",
+    )
+    build.add_argument(
+        "--postgresql-major",
+        default=None,
+        metavar="N",
+        help="build the PostgreSQL image at this major, on the Debian release that ships it "
+        "(default: the environment's POSTGRESQL_MAJOR, else images/versions.env)",
     )
     build.set_defaults(func=_image_build)
     sub.add_parser("refs", help="print NAME=REFERENCE for each image").set_defaults(

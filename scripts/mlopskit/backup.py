@@ -266,4 +266,8 @@ def pre_upgrade_command(env_name: str) -> None:
     if target != "docker":
         log(f"note: no automatic backup before this upgrade of target {target}; take one first")
         return
-    print(backup(env, label="before-upgrade"))
+    from .pgmajor import pre_upgrade_check
+
+    # Across PostgreSQL majors the backup comes later, with MLflow stopped (pgmajor.move).
+    if not pre_upgrade_check(env):
+        print(backup(env, label="before-upgrade"))

@@ -1,11 +1,14 @@
 """Build the three service images without any container registry.
 
-The base image is used if present, pulled if a registry answers, else built once from Debian
-packages (see base_image.py). The MLflow image installs images/mlflow/requirements.lock; at
-another MLflow version (MLFLOW_VERSION=…, e.g. to rehearse an upgrade from an older release) a
-lock resolved for that version (lock.mlflow_lock, cached by version). Extra CA certificates of
-the build host are handed to the MLflow build so pip works behind TLS-intercepting proxies and
-private mirrors.
+The base image of each image's Debian release is used if present, pulled if a registry answers,
+else built once from Debian packages (see base_image.py): bookworm for MLflow and SFTP, the
+release of its major for PostgreSQL (versions.env POSTGRESQL_DEBIAN_SUITES; POSTGRESQL_MAJOR=N
+builds <prefix>/postgresql:N). BASE_IMAGE overrides the bookworm base only.
+
+The MLflow image installs images/mlflow/requirements.lock; at another MLflow version
+(MLFLOW_VERSION=…, e.g. to rehearse an upgrade from an older release) a lock resolved for that
+version (lock.mlflow_lock, cached by version). Extra CA certificates of the build host are
+handed to the MLflow build so pip works behind TLS-intercepting proxies and private mirrors.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .base_image import ensure_base_image
+from .base_image import SUITE, ensure_base_image, registry_base_image
 from .engine import ensure_engine
 from .lock import mlflow_lock
 from .shell import log, run
@@ -74,16 +77,33 @@ def build_image(
     return time.monotonic() - started
 
 
-def build_all(names: tuple[str, ...] = IMAGE_NAMES, mlflow_version: str | None = None) -> ImageSet:
-    """Build ``names``; MLflow at ``mlflow_version`` (None: MLFLOW_VERSION, else the pin)."""
-    images = image_set(mlflow_version=mlflow_version)
+def base_for(suite: str, bases: dict[str, str]) -> str:
+    """The base image of a Debian suite (BASE_IMAGE overrides bookworm's), provided once."""
+    if suite not in bases:
+        requested = (os.environ.get("BASE_IMAGE") if suite == SUITE else "") or (
+            registry_base_image(suite)
+        )
+        bases[suite] = ensure_base_image(requested, suite)
+        log(f"base image of Debian {suite}: {bases[suite]}")
+    return bases[suite]
+
+
+def build_all(
+    names: tuple[str, ...] = IMAGE_NAMES,
+    mlflow_version: str | None = None,
+    postgresql_major: str | None = None,
+) -> ImageSet:
+    """Build ``names``; MLflow at ``mlflow_version`` (None: MLFLOW_VERSION, else the pin),
+    PostgreSQL at ``postgresql_major`` (None: POSTGRESQL_MAJOR, else versions.env)."""
+    images = image_set(mlflow_version=mlflow_version, postgresql_major=postgresql_major)
+    suites = {name: images.debian_suite(name) for name in names}  # fails before any build
     ensure_engine()
-    base = ensure_base_image(os.environ.get("BASE_IMAGE") or "debian:bookworm-slim")
     extra_ca = Path(os.environ.get("EXTRA_CA_DIR") or HOST_EXTRA_CA_DIR)
     copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")
-    log(f"base image {base}; {copied} extra CA certificate(s) from {extra_ca}")
+    log(f"{copied} extra CA certificate(s) from {extra_ca}")
+    bases: dict[str, str] = {}
     for name in names:
         extra = stage_mlflow_lock(images.mlflow_version) if name == "mlflow" else {}
-        seconds = build_image(images, name, base, extra)
-        log(f"built {images.ref(name)} in {seconds:.0f}s")
+        seconds = build_image(images, name, base_for(suites[name], bases), extra)
+        log(f"built {images.ref(name)} on Debian {suites[name]} in {seconds:.0f}s")
     return images

@@ -680,7 +680,9 @@ def check_locked_versions() -> None:
 
 def chart_image_values() -> dict[str, str]:
     """values.yaml keys of the default images -> their value from versions.env."""
-    images = image_set(versions_file=VERSIONS_FILE, prefix="", mlflow_version="")
+    images = image_set(
+        versions_file=VERSIONS_FILE, prefix="", mlflow_version="", postgresql_major=""
+    )
     result = {}
     for name in IMAGE_NAMES:
         result[f"{name}.image.repository"] = f"{images.prefix}/{name}"

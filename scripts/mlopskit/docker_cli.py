@@ -69,6 +69,12 @@ def _pre_upgrade(args: argparse.Namespace) -> None:
     pre_upgrade_command(args.env)
 
 
+def _upgrade_postgresql(args: argparse.Namespace) -> None:
+    from .pgmajor import upgrade_postgresql_command
+
+    upgrade_postgresql_command(args.env)
+
+
 def _restore(args: argparse.Namespace) -> None:
     from .restore import restore_command
 
@@ -99,6 +105,12 @@ def add_stack_commands(sub: argparse._SubParsersAction) -> None:
         "source", nargs="?", default="", help="a backup directory (default: latest)"
     )
     _env_command(sub, "pre-upgrade", _pre_upgrade, "back up ENV before an upgrade (Docker)")
+    _env_command(
+        sub,
+        "upgrade-postgresql",
+        _upgrade_postgresql,
+        "move ENV's data to another PostgreSQL major by dump and restore (Docker)",
+    )
 
 
 def add_people_commands(sub: argparse._SubParsersAction) -> None:

@@ -169,6 +169,12 @@ def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:
     root = denv.backup_root
     count = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
     kept = [f"{count} backup(s) in {root}/ (mlops_docker_backup_dir)"]
+    from .pgmajor import kept_volumes
+
+    kept += [
+        f"Docker volume {name} (kept by a PostgreSQL major upgrade; docker volume rm it)"
+        for name in kept_volumes(denv.env.name)
+    ]
     return deleted, kept
 
 

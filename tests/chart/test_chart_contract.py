@@ -198,7 +198,7 @@ def test_endpoints_match_the_services(case: Rendered) -> None:
 
 
 def test_default_images_follow_versions_env() -> None:
-    images = image_set(prefix="", mlflow_version="")  # versions.env, whatever the shell has
+    images = image_set(prefix="", mlflow_version="", postgresql_major="")  # versions.env, always
     for name in IMAGE_NAMES:
         image = CHART_VALUES[name]["image"]
         assert f"{image['repository']}:{image['tag']}" == images.ref(name), name

@@ -1,11 +1,21 @@
-"""An upgrade across real MLflow releases (issue 12), on environment e2e-upgrade: build the
-MLflow image at the older release of images/versions.env MLFLOW_UPGRADE_FROM (cached by Docker
-when its inputs are unchanged), deploy a fresh environment on it, smoke it, fill it through the
-stock clients (experiments, runs with params, metric histories and tags, artifacts, a
-registered model with versions and aliases, DVC data), `make upgrade` to MLFLOW_VERSION, then
-prove by checksums and API reads that everything is still there and usable, that the
-migration ran exactly once and that the backup taken before it names the old image. Purges at
-the end. The tests share one stack and run in file order (pytest -x in mk/deploy.mk)."""
+"""Upgrades across real versions (issue 12), on environment e2e-upgrade, as an ops team does
+them one after the other on one stack.
+
+MLflow: build the image at the older release of images/versions.env MLFLOW_UPGRADE_FROM
+(cached by Docker when its inputs are unchanged), deploy a fresh environment on it, smoke it,
+fill it through the stock clients (experiments, runs with params, metric histories and tags,
+artifacts, a registered model with versions and aliases, DVC data), `make upgrade` to
+MLFLOW_VERSION, then prove by checksums and API reads that everything is still there and
+usable, that the migration ran exactly once and that the backup taken before it names the old
+image.
+
+PostgreSQL: then `make upgrade POSTGRESQL_MAJOR=<newer>` (its image built on the Debian release
+that ships it) and prove that the server runs the new major, that everything is still there,
+that the old volume is kept, that a second upgrade changes nothing and that a downgrade is
+refused with nothing changed.
+
+Purges at the end, the kept volume too. The tests share one stack and run in file order
+(pytest -x in mk/deploy.mk)."""
 
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ from mlopskit.versions import VERSIONS_FILE, image_set, read_env_file
 
 from tests.e2e.e2e_support import (
     REPO_ROOT,
+    container_states,
     containers,
     docker_json,
     docker_names,
@@ -34,6 +45,7 @@ from tests.e2e.e2e_support import (
     make,
     psql,
     purge,
+    recap_changed,
     run,
 )
 from tests.smoke.smoke_support import sha256_of
@@ -43,6 +55,7 @@ ENV_NAME = "e2e-upgrade"
 # deploy/e2e-upgrade/settings.yml's name prefix; the backup directory is its default.
 PREFIX = "mlops-e2e-upgrade"
 LABEL = f"io.mlops-kit.env={ENV_NAME}"
+KEPT_LABEL = f"io.mlops-kit.kept-from={ENV_NAME}"
 BUILD_DIR = REPO_ROOT / "build" / ENV_NAME
 PERSON_FILE = BUILD_DIR / "people" / "alice" / "connection.env"
 MANIFEST = BUILD_DIR / "smoke-manifest.json"
@@ -52,22 +65,34 @@ BACKUP_DIR = Path("/var/backups/mlops-kit") / PREFIX
 OLD_VERSION = read_env_file(VERSIONS_FILE)["MLFLOW_UPGRADE_FROM"]
 NEW = image_set(mlflow_version="")
 OLD = image_set(mlflow_version=OLD_VERSION)
+# Two PostgreSQL majors Debian ships: bookworm's (the pinned one, the stack starts on it) and
+# trixie's (images/versions.env POSTGRESQL_DEBIAN_SUITES).
+OLD_MAJOR, NEW_MAJOR = NEW.postgresql_major, "17"
+NEW_PG = image_set(postgresql_major=NEW_MAJOR, mlflow_version="")
+KEPT_VOLUME = f"{PREFIX}-pgdata-{OLD_MAJOR}"
 EXPERIMENTS = 2
 RUNS_PER_EXPERIMENT = 3
 BLOB_BYTES = 2 * 1024 * 1024
 VENV_BIN = Path(sys.executable).parent
 
 
+def cleanup() -> None:
+    """PURGE=1, then what it leaves by design: the backups and the volume an upgrade kept."""
+    purge(ENV_NAME)
+    for volume in docker_names("volume", KEPT_LABEL):
+        subprocess.run(["docker", "volume", "rm", volume], check=True, capture_output=True)
+    shutil.rmtree(BACKUP_DIR, ignore_errors=True)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def fresh_environment() -> Iterator[None]:
-    """Start from nothing; purge at the end (backups too) unless MLOPS_E2E_KEEP=1."""
+    """Start from nothing; clean up at the end unless MLOPS_E2E_KEEP=1."""
     assert OLD.mlflow_version != NEW.mlflow_version, "MLFLOW_UPGRADE_FROM is MLFLOW_VERSION"
-    purge(ENV_NAME)
-    shutil.rmtree(BACKUP_DIR, ignore_errors=True)
+    assert OLD_MAJOR != NEW_MAJOR, "the pinned PostgreSQL major is the one to upgrade to"
+    cleanup()
     yield
     if os.environ.get("MLOPS_E2E_KEEP") != "1":
-        purge(ENV_NAME)
-        shutil.rmtree(BACKUP_DIR, ignore_errors=True)
+        cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +149,45 @@ def test_old_image_builds_from_its_own_requirements(timings):
     assert installed == OLD_VERSION
 
 
+def in_image(image: str, *command: str) -> str:
+    return subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", command[0], image,
+         *command[1:]],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_new_postgresql_major_builds_on_its_debian_release(timings):
+    """`make images POSTGRESQL_MAJOR=17`: <prefix>/postgresql:17 on Debian trixie (its base
+    built once from the host's mirror when no registry answers), MLflow and SFTP on bookworm."""
+    result = make("images", POSTGRESQL_MAJOR=NEW_MAJOR)
+    assert result.returncode == 0, result.explain()
+    timings["images incl. PostgreSQL 17 (s)"] = result.seconds
+    (image,) = docker_json("image", "inspect", NEW_PG.ref("postgresql"))
+    assert image["Config"]["Labels"]["org.opencontainers.image.version"] == NEW_MAJOR
+    assert f"(PostgreSQL) {NEW_MAJOR}." in in_image(NEW_PG.ref("postgresql"), "postgres", "-V")
+    release = in_image(NEW_PG.ref("postgresql"), "cat", "/etc/os-release")
+    assert "VERSION_CODENAME=trixie" in release
+    release = in_image(NEW_PG.ref("sftp"), "cat", "/etc/os-release")
+    assert "VERSION_CODENAME=bookworm" in release
+
+
+def server_major() -> int:
+    return int(psql("SHOW server_version_num", database="postgres", env=ENV_NAME)) // 10000
+
+
+def postgresql_container() -> dict:
+    (info,) = docker_json("inspect", containers(ENV_NAME)["postgresql"])
+    return info
+
+
 def test_fresh_deploy_on_the_old_release(timings):
     result = make("deploy", ENV=ENV_NAME, MLFLOW_VERSION=OLD_VERSION)
     assert result.returncode == 0, result.explain()
     timings["deploy on the old release (s)"] = result.seconds
     assert mlflow_container()["Config"]["Image"] == OLD.ref("mlflow")
     assert server_version() == OLD_VERSION
+    assert server_major() == int(OLD_MAJOR)
 
 
 def test_the_kit_works_on_the_old_release(timings):
@@ -366,10 +424,11 @@ def test_make_upgrade_moves_to_the_pinned_release(state, timings, monkeypatch):
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["images"]["mlflow"] == OLD.ref("mlflow")
     verify(backup)
-    state["backup"] = backup.name
+    state["backups"] = {backup.name}
 
 
-def test_everything_is_still_there_byte_for_byte(client_env, state):
+def assert_everything_is_still_there(client_env: dict[str, str], state: dict) -> None:
+    """The smoke manifest's checksums (check_persistence.py) and the API snapshot taken before."""
     import mlflow
 
     result = run(
@@ -382,13 +441,36 @@ def test_everything_is_still_there_byte_for_byte(client_env, state):
     assert after == state["before"], "the API reads differently after the upgrade"
 
 
-def test_dvc_pull_restores_the_dataset(client_env, state, tmp_path):
+def assert_dvc_pull_restores_the_dataset(client_env: dict[str, str], state: dict, tmp_path: Path):
+    """A fresh clone of the fill's project gets its dataset back from the DVC remote."""
     clone = tmp_path / "clone"
     git_dvc("git", "clone", "-q", state["dvc"]["repo"], str(clone), cwd=tmp_path, env=client_env)
     shell = lambda *args, cwd: git_dvc(*args, cwd=cwd, env=client_env)  # noqa: E731
     configure_remote(shell, clone, add=False)
     git_dvc("dvc", "pull", "-q", cwd=clone, env=client_env)
     assert tree_digest(clone / "data") == state["dvc"]["digest"]
+
+
+def test_everything_is_still_there_byte_for_byte(client_env, state):
+    assert_everything_is_still_there(client_env, state)
+
+
+def test_dvc_pull_restores_the_dataset(client_env, state, tmp_path):
+    assert_dvc_pull_restores_the_dataset(client_env, state, tmp_path)
+
+
+def assert_a_new_run_goes_into_an_old_experiment(state: dict, after: str):
+    """A run with a metric and an artifact in the fill's first experiment, read back."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(state["record"]["experiments"][0])
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as active:
+        mlflow.log_metric("loss", 0.01)
+        mlflow.log_dict({"after": after}, "after.json")
+    assert client.get_run(active.info.run_id).data.metrics == {"loss": 0.01}
+    assert mlflow.artifacts.load_dict(f"{active.info.artifact_uri}/after.json") == {"after": after}
+    return active
 
 
 def test_old_data_is_still_usable(client_env, state, tmp_path):
@@ -399,14 +481,7 @@ def test_old_data_is_still_usable(client_env, state, tmp_path):
 
     client = mlflow.MlflowClient()
     record = state["record"]
-    experiment = client.get_experiment_by_name(record["experiments"][0])
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as active:
-        mlflow.log_metric("loss", 0.01)
-        mlflow.log_dict({"after": "upgrade"}, "after.json")
-    assert client.get_run(active.info.run_id).data.metrics == {"loss": 0.01}
-    assert mlflow.artifacts.load_dict(f"{active.info.artifact_uri}/after.json") == {
-        "after": "upgrade"
-    }
+    active = assert_a_new_run_goes_into_an_old_experiment(state, "upgrade")
     features, _ = load_iris(return_X_y=True)
     name = record["model"]["name"]
     for alias, predictions in record["predictions"].items():
@@ -420,10 +495,98 @@ def test_old_data_is_still_usable(client_env, state, tmp_path):
     client.set_registered_model_alias(name, "challenger", new_version.version)
     assert client.get_model_version_by_alias(name, "challenger").version == new_version.version
     assert client.get_model_version_by_alias(name, "champion").version == "1"
+    # What the next upgrade must keep: the alias where it now points (check_persistence.py).
+    for model in state["manifest"]["models"]:
+        if (model["name"], model["alias"]) == (name, "challenger"):
+            model["version"] = new_version.version
+    MANIFEST.write_text(json.dumps(state["manifest"], indent=2))
 
 
-def test_purge_removes_the_environment():
+def test_make_upgrade_moves_the_data_to_a_new_postgresql_major(client_env, state, timings):
+    import mlflow
+
+    models = sorted({model["name"] for model in state["manifest"]["models"]})
+    state["before"] = snapshot(mlflow, state["manifest"]["experiments"], models)
+    (old_volume,) = [m["Name"] for m in postgresql_container()["Mounts"] if m["Type"] == "volume"]
+    result = make("upgrade", ENV=ENV_NAME, POSTGRESQL_MAJOR=NEW_MAJOR)
+    assert result.returncode == 0, result.explain()
+    timings[f"make upgrade PostgreSQL {OLD_MAJOR} -> {NEW_MAJOR} (s)"] = result.seconds
+    moved = re.search(r"tables restored with the same row counts in (\d+)s", result.output)
+    assert moved, result.explain()
+    timings["of which the data move: stop, backup, keep, restore (s)"] = float(moved.group(1))
+    assert server_major() == int(NEW_MAJOR)
+    container = postgresql_container()
+    assert container["Config"]["Image"] == NEW_PG.ref("postgresql")
+    assert [m["Name"] for m in container["Mounts"] if m["Type"] == "volume"] == [old_volume]
+    assert not (BUILD_DIR / "postgresql-upgrade.json").exists()
+    # The old data are kept, whole: a cluster of the old major in its own volume.
+    assert docker_names("volume", KEPT_LABEL) == [KEPT_VOLUME]
+    version = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "cat",
+         "-v", f"{KEPT_VOLUME}:/kept:ro", NEW.ref("postgresql"), "/kept/pgdata/PG_VERSION"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    assert version == OLD_MAJOR
+    assert KEPT_VOLUME in result.output, "the upgrade must say where the old data are"
+    # The backup taken first names the old image and is whole.
+    (backup,) = [
+        p for p in BACKUP_DIR.iterdir()
+        if p.name.endswith("-before-upgrade") and p.name not in state["backups"]
+    ]  # fmt: skip
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["images"]["postgresql"] == NEW.ref("postgresql")
+    verify(backup)
+
+
+def test_everything_is_still_there_on_the_new_major(client_env, state, tmp_path):
+
+    assert_everything_is_still_there(client_env, state)
+    assert_dvc_pull_restores_the_dataset(client_env, state, tmp_path)
+    assert_a_new_run_goes_into_an_old_experiment(state, "postgresql upgrade")
+
+
+def test_a_second_postgresql_upgrade_changes_nothing(timings):
+    before = container_states(ENV_NAME)
+    volumes = docker_names("volume", LABEL), docker_names("volume", KEPT_LABEL)
+    result = make("upgrade", ENV=ENV_NAME, POSTGRESQL_MAJOR=NEW_MAJOR)
+    assert result.returncode == 0, result.explain()
+    timings["second make upgrade (s)"] = result.seconds
+    assert "no data to move" in result.output, result.explain()
+    assert recap_changed(result.output) == {"localhost": 0}, result.explain()
+    assert container_states(ENV_NAME) == before, "a container was restarted or re-created"
+    assert (docker_names("volume", LABEL), docker_names("volume", KEPT_LABEL)) == volumes
+    assert server_major() == int(NEW_MAJOR)
+
+
+def test_a_postgresql_downgrade_is_refused_and_changes_nothing(timings):
+    before = container_states(ENV_NAME)
+    backups = sorted(p.name for p in BACKUP_DIR.iterdir())
+    result = make("upgrade", ENV=ENV_NAME, POSTGRESQL_MAJOR=OLD_MAJOR)
+    assert result.returncode != 0, result.explain()
+    assert (
+        f"holds PostgreSQL {NEW_MAJOR} data and POSTGRESQL_MAJOR asks for PostgreSQL {OLD_MAJOR}: "
+        "that is a downgrade"
+    ) in result.output, result.explain()
+    assert "Nothing was changed" in result.output
+    timings["refused downgrade (s)"] = result.seconds
+    # A plain deploy on the older major stops before it replaces the running server.
+    result = make("deploy", ENV=ENV_NAME, POSTGRESQL_MAJOR=OLD_MAJOR)
+    assert result.returncode != 0, result.explain()
+    timings[f"refused deploy on {OLD_MAJOR} (s)"] = result.seconds
+    assert (
+        f"holds PostgreSQL {NEW_MAJOR} data and this deploy would start PostgreSQL {OLD_MAJOR}"
+    ) in result.output, result.explain()
+    assert container_states(ENV_NAME) == before
+    assert sorted(p.name for p in BACKUP_DIR.iterdir()) == backups
+    assert server_major() == int(NEW_MAJOR)
+
+
+def test_purge_removes_the_environment_and_the_kept_volume_on_request():
     purge(ENV_NAME)
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, LABEL) == [], f"a {kind} survived PURGE=1"
     assert not BUILD_DIR.exists()
+    # PURGE=1 leaves what the upgrade kept (like the backups); the test removes it.
+    assert docker_names("volume", KEPT_LABEL) == [KEPT_VOLUME]
+    cleanup()
+    assert docker_names("volume", KEPT_LABEL) == []

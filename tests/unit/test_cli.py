@@ -18,6 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Each grouped command, the module attribute it must reach, and what that function must see.
 ROUTES = [
     (["image", "build", "sftp"], cli, "_image_build", {"names": ["sftp"]}),
+    (
+        ["image", "build", "postgresql", "--postgresql-major", "17"],
+        cli,
+        "_image_build",
+        {"names": ["postgresql"], "postgresql_major": "17"},
+    ),
     (["image", "refs"], cli, "_image_refs", {}),
     (["stack", "check", "e"], docker_cli, "_env_check", {"env": "e"}),
     (["stack", "info", "e"], docker_cli, "_info", {"env": "e"}),
@@ -25,6 +31,7 @@ ROUTES = [
     (["stack", "backup", "e", "--keep", "3"], docker_cli, "_backup", {"env": "e", "keep": "3"}),
     (["stack", "restore", "e", "/b/1"], docker_cli, "_restore", {"env": "e", "source": "/b/1"}),
     (["stack", "pre-upgrade", "e"], docker_cli, "_pre_upgrade", {"env": "e"}),
+    (["stack", "upgrade-postgresql", "e"], docker_cli, "_upgrade_postgresql", {"env": "e"}),
     (
         ["people", "add", "e", "ana", "--role", "reader", "--dvc", "read"],
         docker_cli,
