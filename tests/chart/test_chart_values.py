@@ -6,7 +6,15 @@ import base64
 from pathlib import Path
 
 import pytest
-from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template, pod_specs
+from chartlib import (
+    OPENSHIFT_API,
+    Rendered,
+    RenderError,
+    env_map,
+    helm_template,
+    pod_specs,
+    render_notes,
+)
 from conftest import ED25519_PUBLIC, EXISTING_SECRETS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -159,6 +167,23 @@ def test_external_database(matrix_renders: dict[str, Rendered]) -> None:
     db = next(v for v in volumes if v["name"] == "db-password")
     assert db["secret"]["secretName"] == "external-db"
     assert db["secret"]["items"] == [{"key": "db-password", "path": "password"}]
+
+
+@pytest.mark.parametrize("host", ["fd00:6::20", "[fd00:6::20]"])
+def test_an_ipv6_external_sftp_is_bracketed_in_uris_only(helm: Path, host: str) -> None:
+    """sftp://user@fd00:6::20:22/... would read as host fd00:6 (RFC 3986: brackets)."""
+    external = {
+        **EXISTING_SECRETS,
+        "sftp": {"enabled": False},
+        "externalSftp": {"host": host, "knownHosts": f"fd00:6::20 {ED25519_PUBLIC}"},
+    }
+    rendered = helm_template(helm, external)
+    env = mlflow_env(rendered)
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "sftp://mlops@[fd00:6::20]:22/data/artifacts"
+    smoke = rendered.get("Pod", "-smoke-test")["spec"]["containers"][0]
+    assert "fd00:6::20" in env_map(smoke).values()
+    notes = render_notes(helm, external)
+    assert "ssh://mlops@[fd00:6::20]:22/data/dvc" in notes
 
 
 def test_external_sftp(matrix_renders: dict[str, Rendered]) -> None:

@@ -199,12 +199,20 @@ seccompProfile:
 
 {{/* ---------- SFTP endpoint, bundled or external ---------- */}}
 
+{{/* The SFTP server's host as clients connect to it: a name, an IPv4 or a bare IPv6 address
+     (externalSftp.host may also be given in brackets). */}}
 {{- define "mlops-kit.sftp.host" -}}
 {{- if .Values.sftp.enabled -}}
 {{- include "mlops-kit.sftp.fullname" . -}}
 {{- else -}}
-{{- required "externalSftp.host is required when sftp.enabled is false" .Values.externalSftp.host -}}
+{{- trimAll "[]" (required "externalSftp.host is required when sftp.enabled is false" .Values.externalSftp.host) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The host part of an sftp:// or ssh:// URI: an IPv6 address in brackets (RFC 3986). */}}
+{{- define "mlops-kit.sftp.uriHost" -}}
+{{- $host := include "mlops-kit.sftp.host" . -}}
+{{- ternary (printf "[%s]" $host) $host (contains ":" $host) -}}
 {{- end -}}
 
 {{- define "mlops-kit.sftp.port" -}}
@@ -225,7 +233,7 @@ seccompProfile:
 {{- end -}}
 
 {{- define "mlops-kit.sftp.artifactsUri" -}}
-{{- printf "sftp://%s@%s:%v%s" (include "mlops-kit.sftp.username" .) (include "mlops-kit.sftp.host" .) (include "mlops-kit.sftp.port" .) (include "mlops-kit.sftp.artifactsPath" .) -}}
+{{- printf "sftp://%s@%s:%v%s" (include "mlops-kit.sftp.username" .) (include "mlops-kit.sftp.uriHost" .) (include "mlops-kit.sftp.port" .) (include "mlops-kit.sftp.artifactsPath" .) -}}
 {{- end -}}
 
 {{- define "mlops-kit.sftp.hostKeysSecretName" -}}
