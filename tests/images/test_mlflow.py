@@ -25,8 +25,9 @@ from tests.images.conftest import (
     start_postgres,
 )
 from tests.support.cors import (
-    EVIL_ORIGIN,
+    HOSTILE_ORIGINS,
     acceptance_problems,
+    create_experiment,
     delete_experiment,
     refusal_problems,
 )
@@ -130,13 +131,28 @@ def test_only_allowed_host_headers_are_served(mlflow_server: Mlflow) -> None:
     assert status("evil.example.com") == 403
 
 
-def test_a_foreign_page_cannot_act_with_the_users_credentials(mlflow_server: Mlflow) -> None:
-    """A page of https://evil.example, with the admin's credentials attached by the browser:
-    creating an experiment is refused (JSON and "simple" text/plain), nothing is created, and
-    neither the preflight nor any answer lets the page read it (tests/support/cors.py)."""
+@pytest.mark.parametrize("origin", HOSTILE_ORIGINS)
+def test_a_foreign_page_cannot_act_with_the_users_credentials(
+    mlflow_server: Mlflow, origin: str
+) -> None:
+    """A page of https://evil.example, or one on the user's own machine (localhost, which MLflow
+    alone lets in), with the admin's credentials attached by the browser: creating an
+    experiment is refused (JSON and "simple" text/plain), nothing is created, and neither the
+    preflight nor any answer lets the page read it (tests/support/cors.py)."""
     name = f"cors-attack-{uuid.uuid4().hex[:8]}"
-    problems = refusal_problems(mlflow_server.url, mlflow_server.auth, name, EVIL_ORIGIN)
+    problems = refusal_problems(mlflow_server.url, mlflow_server.auth, name, origin)
     assert not problems, "\n".join(problems)
+
+
+def test_the_servers_own_pages_on_localhost_still_work(mlflow_server: Mlflow) -> None:
+    """The UI reached at the server's own local address sends that origin with its writes."""
+    own = mlflow_server.url.rstrip("/")
+    name = f"cors-own-{uuid.uuid4().hex[:8]}"
+    try:
+        attempt = create_experiment(mlflow_server.url, mlflow_server.auth, name, own)
+        assert attempt.response.status_code == 200, attempt.response.text
+    finally:
+        delete_experiment(mlflow_server.url, mlflow_server.auth, name)
 
 
 def test_the_allowed_origin_gets_credentialed_cors(mlflow_server: Mlflow) -> None:

@@ -13,7 +13,7 @@ import requests
 
 from tests.smoke.smoke_support import connect_sftp
 from tests.smoke.stack import Stack
-from tests.support.cors import EVIL_ORIGIN, acceptance_problems, refusal_problems
+from tests.support.cors import HOSTILE_ORIGINS, acceptance_problems, refusal_problems
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
@@ -106,18 +106,20 @@ def person_auth(client_env) -> tuple[str, str]:
     return (client_env["MLFLOW_TRACKING_USERNAME"], client_env["MLFLOW_TRACKING_PASSWORD"])
 
 
+@pytest.mark.parametrize("origin", HOSTILE_ORIGINS)
 def test_a_foreign_page_cannot_act_with_the_persons_credentials(
-    client_env, cors_allowed_origins, run_id_tag
+    client_env, cors_allowed_origins, run_id_tag, origin
 ):
-    """A page of https://evil.example in the person's browser, which attaches their MLflow
-    credentials: creating an experiment is refused and creates nothing; neither the preflight
-    nor any answer lets the page read it (tests/support/cors.py)."""
-    assert EVIL_ORIGIN not in cors_allowed_origins
+    """A page of https://evil.example, or one on the person's own machine (localhost, which
+    MLflow alone lets in), in the person's browser, which attaches their MLflow credentials:
+    creating an experiment is refused and creates nothing; neither the preflight nor any answer
+    lets the page read it (tests/support/cors.py)."""
+    assert origin not in cors_allowed_origins
     if "*" in cors_allowed_origins:
         pytest.skip("MLFLOW_CORS_ALLOWED_ORIGINS is *: MLflow lets every origin in, uncredentialed")
     base = client_env["MLFLOW_TRACKING_URI"].rstrip("/")
-    name = f"smoke-cors-attack-{run_id_tag}"
-    problems = refusal_problems(base, person_auth(client_env), name, EVIL_ORIGIN)
+    name = f"smoke-cors-attack-{run_id_tag}-{HOSTILE_ORIGINS.index(origin)}"
+    problems = refusal_problems(base, person_auth(client_env), name, origin)
     assert not problems, "\n".join(problems)
 
 

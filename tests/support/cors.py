@@ -7,7 +7,9 @@ from an origin that is not in MLFLOW_CORS_ALLOWED_ORIGINS is refused before it c
 and no response names that origin in Access-Control-Allow-Origin (which would let the page read
 it). MLflow 3.x does this in its security middleware (mlflow/server/fastapi_security.py:
 CORSBlockingMiddleware, 403 "Cross-origin request blocked"; starlette's CORSMiddleware answers
-preflights). It always allows http://localhost, 127.0.0.1 and [::1] origins on any port.
+preflights). MLflow alone always lets http://localhost, 127.0.0.1 and [::1] origins in, on any
+port: a page on the person's own machine would act and read with their credentials. The image
+refuses those too, unless configured or the server's own address (plugins/mlops_kit_origins).
 
 Used by tests/smoke (any deployed stack) and tests/images (the image with a configured origin).
 """
@@ -19,6 +21,9 @@ from dataclasses import dataclass
 import requests
 
 EVIL_ORIGIN = "https://evil.example"
+# A page on the person's own machine (a dev server, a notebook extension), not the server itself.
+LOCAL_PAGE_ORIGIN = "http://localhost:8888"
+HOSTILE_ORIGINS = (EVIL_ORIGIN, LOCAL_PAGE_ORIGIN)
 CREATE = "/api/2.0/mlflow/experiments/create"
 GET_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 DELETE = "/api/2.0/mlflow/experiments/delete"

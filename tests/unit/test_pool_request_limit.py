@@ -52,10 +52,3 @@ def test_the_wrapper_sets_the_worker_limit_before_the_app_runs(
 
     anyio.run(worker)
     assert inner.seen == [("lifespan", 3), ("http", 3)]
-
-
-def test_a_wsgi_app_is_left_as_it_is() -> None:
-    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        return []
-
-    assert mlops_kit_pool.limit_request_threads(wsgi) is wsgi

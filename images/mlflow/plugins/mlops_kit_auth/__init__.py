@@ -134,10 +134,10 @@ def install_rules() -> None:
 
 
 def create_app(app: Any = None) -> Any:
-    """The ``mlflow.app`` factory: stock basic auth, then the kit's rules, with the worker's
-    requests limited to what its database pools take (mlops_kit_pool)."""
+    """The ``mlflow.app`` factory: stock basic auth, then the kit's rules, in the kit's guards
+    (mlops_kit_app)."""
     from mlflow.server import auth
-    from mlops_kit_pool import limit_request_threads
+    from mlops_kit_app import serve
 
     install_rules()
-    return limit_request_threads(auth.create_app() if app is None else auth.create_app(app))
+    return serve(auth.create_app() if app is None else auth.create_app(app))

@@ -11,14 +11,13 @@ A pool alone can deadlock: MLflow's writes hold one session of an engine while o
 of the same engine (`log_batch` calls `_log_params` and `_log_metrics`, each with its own
 session), and each worker runs up to 40 requests at once in anyio's threads. With every
 connection held by a request waiting for its second, all of them wait for the pool timeout
-(30 s) and fail. `create_app` (the `mlflow.app` entry point `mlops-kit`, and inside
-`mlops-kit-auth`) therefore lets a worker run at most `pool_size + max_overflow - 1` requests
-at once: some connection is then always free for a request's second session.
+(30 s) and fail. RequestThreadLimit therefore lets a worker run at most
+`pool_size + max_overflow - 1` requests at once: some connection is then always free for a
+request's second session (mlops_kit_app wraps the server app in it).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -77,15 +76,5 @@ class RequestThreadLimit:
         return getattr(self.app, name)
 
 
-def limit_request_threads(app: Any) -> Any:
-    """The ASGI app (uvicorn, MLflow's default server) limited; a WSGI app (gunicorn) as it is."""
-    if not inspect.iscoroutinefunction(type(app).__call__):
-        return app
+def limit_request_threads(app: Any) -> RequestThreadLimit:
     return RequestThreadLimit(app, request_threads())
-
-
-def create_app() -> RequestThreadLimit:
-    """The ``mlflow.app`` factory ``mlops-kit``: MLflow's server app without auth, limited."""
-    from mlflow.server.fastapi_app import app
-
-    return limit_request_threads(app)
