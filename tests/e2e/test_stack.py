@@ -1,10 +1,9 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
-changed setting that restarts only its service, restart of every container, an upgrade from
-the role's old PostgreSQL names, backup, a
-disaster and its restore, upgrade, destroy that keeps the data, redeploy, incremental backups
-with retention, purge with the backups kept, redeploy and restore, purge. The tests
-share one stack, so they run in file order and each one stops the rest when it fails
-(pytest -x in mk/deploy.mk)."""
+changed setting that restarts only its service, restart of every container, a crash of each
+service under load, an upgrade from the role's old PostgreSQL names, backup, a disaster and its
+restore, upgrade, destroy that keeps the data, redeploy, incremental backups with retention,
+purge with the backups kept, redeploy and restore, purge. The tests share one stack, so they
+run in file order and each one stops the rest when it fails (pytest -x in mk/deploy.mk)."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from mlopskit.environments import parse_connection_env
 from mlopskit.stack import load_stack
 from mlopskit.versions import IMAGE_NAMES, image_set
 
+from tests.e2e.crash_load import crash_each_service_under_load
 from tests.e2e.e2e_support import (
     E2E_ENV,
     KEEP_DIR,
@@ -203,6 +204,28 @@ def test_everything_survives_a_restart_of_every_container(timings):
     wait_healthy()
     after = container_states()
     assert all(after[s][1] != before[s][1] for s in after), "docker restart did not restart all"
+    verify_persistence()
+
+
+def test_a_crash_of_each_service_under_load_loses_no_acknowledged_write(timings, monkeypatch):
+    """kill -9 of each service's main process in turn (what an OOM kill or a crash does;
+    `docker kill` would count as a manual stop) while a person's client keeps logging metrics
+    and artifacts: Docker restarts the service, the stack serves writes again by itself, and
+    every write the server acknowledged is there afterwards, as is the smoke suite's data."""
+    connection = parse_connection_env(PERSON_FILE.read_text())
+    for key, value in {**connection, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    import mlflow
+
+    started = time.monotonic()
+    client = mlflow.MlflowClient(tracking_uri=connection["MLFLOW_TRACKING_URI"])
+    writes = crash_each_service_under_load(E2E_ENV, client)
+    timings["three crashes under load, to healthy (s)"] = time.monotonic() - started
+    assert writes.failures > 0, "no write failed: the crashes did not happen under load"
+    assert len(writes.artifacts) >= 3
+    lost = writes.lost()
+    assert not lost, f"acknowledged writes lost: {lost[:10]} ({len(lost)} in all)"
     verify_persistence()
 
 
