@@ -8,6 +8,11 @@ than the API and gives the same rows) and ARTIFACT_MIB of random artifacts (10 M
 the SFTP volume), then times a full backup, an incremental one after one more artifact, a
 disaster (tracking tables and artifacts deleted) and `make restore`, and checks through the
 MLflow API and by SHA-256 that every run and artifact came back. It prints the figures.
+
+--upgrade-from VERSION: ENV runs that older MLflow release (`make deploy ENV=…
+MLFLOW_VERSION=VERSION`); the backup and restore stay on it, then `make upgrade` to the pinned
+release is timed. --postgresql-major N then times `make upgrade POSTGRESQL_MAJOR=N` (ENV on an
+older major). Each is checked the same way.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
+sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT)]
 
 from mlopskit.docker_env import PG_SHELL, docker_env  # noqa: E402
 from mlopskit.environments import check_environment, parse_connection_env  # noqa: E402
+
+from bench.run_all import pick_person  # noqa: E402
 
 FILL_SQL = """
 INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status,
@@ -59,6 +66,10 @@ def sh(*args: str, stdin: str | None = None) -> str:
 
 
 def timed_make(*args: str) -> tuple[float, str]:
+    """`make ARGS`, and the seconds it took. MLFLOW_VERSION of this process's environment
+    (--upgrade-from) reaches the make command line, so the stack stays on that release."""
+    if version := os.environ.get("MLFLOW_VERSION"):
+        args = (*args, f"MLFLOW_VERSION={version}")
     started = time.monotonic()
     out = sh("make", "--no-print-directory", "-C", str(REPO_ROOT), *args)
     return time.monotonic() - started, out
@@ -76,10 +87,22 @@ def main() -> None:
     parser.add_argument("env")
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--artifact-mib", type=int, default=1024)
+    parser.add_argument("--person", default="", help="whose connection.env (default: an editor)")
+    parser.add_argument(
+        "--upgrade-from", default="", help="ENV runs this MLflow release; then `make upgrade`"
+    )
+    parser.add_argument(
+        "--postgresql-major", default="", help="then time `make upgrade POSTGRESQL_MAJOR=N`"
+    )
     args = parser.parse_args()
+    if args.upgrade_from:
+        os.environ["MLFLOW_VERSION"] = args.upgrade_from
+    else:
+        os.environ.pop("MLFLOW_VERSION", None)
     env = check_environment(args.env)
     denv = docker_env(env)
-    connection = parse_connection_env(env.connection_file.read_text())
+    person = pick_person(env, args.person)
+    connection = parse_connection_env(env.connection_file(person).read_text())
     os.environ.update(connection)
     import mlflow
 
@@ -127,6 +150,36 @@ def main() -> None:
     print(f"runs before/after: {runs_before}/{runs_after}; artifacts identical: {same}")
     if runs_after != runs_before or runs_before != args.runs or not same:
         sys.exit("the restore lost data")
+
+    upgrades = [[]] if args.upgrade_from else []
+    upgrades += [[f"POSTGRESQL_MAJOR={args.postgresql_major}"]] if args.postgresql_major else []
+    os.environ.pop("MLFLOW_VERSION", None)  # the upgrades go to the pinned release
+    for extra_args in upgrades:
+        version = server_version(connection)
+        seconds, out4 = timed_make("upgrade", f"ENV={env.name}", *extra_args)
+        moved = re.search(r"tables restored with the same row counts in (\d+)s", out4)
+        runs_now = len(mlflow.MlflowClient().search_runs([experiment], max_results=50_000))
+        same = artifact_sums(sftp) == before
+        what = " ".join(["make upgrade", *extra_args])
+        print(
+            f"{what}: {seconds:.1f}s (MLflow {version} -> {server_version(connection)}"
+            + (f"; the PostgreSQL data move {moved.group(1)}s" if moved else "")
+            + f"); runs {runs_now}, artifacts identical: {same}"
+        )
+        if runs_now != runs_before or not same:
+            sys.exit(f"{what} lost data")
+
+
+def server_version(connection: dict[str, str]) -> str:
+    import requests
+
+    response = requests.get(
+        f"{connection['MLFLOW_TRACKING_URI']}/version",
+        auth=(connection["MLFLOW_TRACKING_USERNAME"], connection["MLFLOW_TRACKING_PASSWORD"]),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.text.strip()
 
 
 if __name__ == "__main__":
