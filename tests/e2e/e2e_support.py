@@ -160,4 +160,9 @@ def kept_timings(file_name: str, label: str) -> Iterator[dict[str, float]]:
     yield measured
     KEEP_DIR.mkdir(parents=True, exist_ok=True)
     (KEEP_DIR / file_name).write_text(json.dumps(measured, indent=2))
-    print(f"\n[e2e] {label}: " + ", ".join(f"{k} {v:.0f}s" for k, v in measured.items()))
+    # A key that does not end with its unit, e.g. "(count)", is in seconds.
+    shown = (
+        f"{k} {v:.0f}" if re.search(r"\((s|count|MB)\)$", k) else f"{k} {v:.0f}s"
+        for k, v in measured.items()
+    )
+    print(f"\n[e2e] {label}: " + ", ".join(shown))

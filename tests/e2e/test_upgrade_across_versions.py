@@ -371,10 +371,10 @@ def test_fill_through_the_stock_clients(client_env, state, tmp_path_factory, tim
     )  # fmt: skip
     assert runs >= EXPERIMENTS * RUNS_PER_EXPERIMENT
     assert artifact_bytes >= EXPERIMENTS * RUNS_PER_EXPERIMENT * BLOB_BYTES
-    timings["runs"], timings["run artifacts (MB)"] = runs, artifact_bytes / 2**20
+    timings["runs (count)"], timings["run artifacts (MB)"] = runs, artifact_bytes / 2**20
     versions = sum(len(model["versions"]) for model in before["models"].values())
-    timings["registered model versions"] = versions
-    timings["DVC objects"] = len(manifest["dvc_objects"])
+    timings["registered model versions (count)"] = versions
+    timings["DVC objects (count)"] = len(manifest["dvc_objects"])
     state.update(record=record, dvc=dvc, before=before, models=models, manifest=manifest)
 
 
