@@ -60,7 +60,13 @@ test-unit: $(VENV_STAMP) ## Unit tests of pure logic (no Docker)
 test-images: images ## Run each image hardened under a random UID, against real peers
 	$(BIN)/pytest tests/images
 
+.PHONY: test-images-and-chart
+# The image tests mostly wait for containers while the chart tests keep one core busy with helm:
+# side by side they take about the image tests' time (each one's output is printed when it ends).
+test-images-and-chart: ## test-images and test-chart side by side
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-images test-chart
+
 .PHONY: test
-test: lint test-unit cluster-prebuild test-images test-chart test-e2e test-cluster ## Everything CI runs
+test: lint test-unit cluster-prebuild test-images-and-chart test-e2e test-cluster ## Everything CI runs
 
 include $(sort $(wildcard mk/*.mk))
