@@ -16,31 +16,26 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
-# MLflow's own lists (mlflow/server/security_utils.py), and the preflight.
-LOCAL_HOSTNAMES = {"localhost", "127.0.0.1", "::1"}
+# MLflow's own definitions of a localhost origin and of the configured origins, so that the guard
+# covers exactly what MLflow exempts (mlflow/server/security_utils.py).
+from mlflow.server.security_utils import get_allowed_origins_from_env, is_localhost_origin
+
+# MLflow's state-changing methods, and the preflight.
 GUARDED_METHODS = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
-ALLOWED_ORIGINS_VARIABLE = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"
 
 
 def allowed_origins() -> list[str]:
-    raw = os.environ.get(ALLOWED_ORIGINS_VARIABLE, "")
-    return [origin.strip() for origin in raw.split(",") if origin.strip()]
+    return get_allowed_origins_from_env() or []
 
 
 def is_foreign_local_origin(origin: str, host: str, allowed: list[str]) -> bool:
     """Whether `origin` is a localhost page other than the server itself and not allowed."""
-    try:
-        parsed = urlsplit(origin)
-        hostname = parsed.hostname
-    except ValueError:
-        return False
-    if hostname not in LOCAL_HOSTNAMES:
+    if not is_localhost_origin(origin):
         return False  # MLflow's own check handles every other origin
-    if host and parsed.netloc.lower() == host.lower():
+    if host and urlsplit(origin).netloc.lower() == host.lower():
         return False  # the server's own pages, reached at a local address
     return not any(
         fnmatch.fnmatch(origin, pattern) if "*" in pattern else origin == pattern
