@@ -65,9 +65,10 @@ BACKUP_DIR = Path("/var/backups/mlops-kit") / PREFIX
 OLD_VERSION = read_env_file(VERSIONS_FILE)["MLFLOW_UPGRADE_FROM"]
 NEW = image_set(mlflow_version="")
 OLD = image_set(mlflow_version=OLD_VERSION)
-# Two PostgreSQL majors Debian ships: bookworm's (the pinned one, the stack starts on it) and
-# trixie's (images/versions.env POSTGRESQL_DEBIAN_SUITES).
-OLD_MAJOR, NEW_MAJOR = NEW.postgresql_major, "17"
+# Two PostgreSQL majors Debian ships (images/versions.env POSTGRESQL_DEBIAN_SUITES): the pinned
+# one, which the stack starts on, and the newest there, with the Debian release of each.
+SUITES = dict(NEW.postgresql_suites)
+OLD_MAJOR, NEW_MAJOR = NEW.postgresql_major, max(SUITES, key=int)
 NEW_PG = image_set(postgresql_major=NEW_MAJOR, mlflow_version="")
 KEPT_VOLUME = f"{PREFIX}-pgdata-{OLD_MAJOR}"
 EXPERIMENTS = 2
@@ -158,18 +159,19 @@ def in_image(image: str, *command: str) -> str:
 
 
 def test_new_postgresql_major_builds_on_its_debian_release(timings):
-    """`make images POSTGRESQL_MAJOR=17`: <prefix>/postgresql:17 on Debian trixie (its base
-    built once from the host's mirror when no registry answers), MLflow and SFTP on bookworm."""
+    """`make images POSTGRESQL_MAJOR=<new>`: <prefix>/postgresql:<new> on the Debian release
+    that ships it (its base built once from the host's mirror when no registry answers), MLflow
+    and SFTP on the pinned major's release."""
     result = make("images", POSTGRESQL_MAJOR=NEW_MAJOR)
     assert result.returncode == 0, result.explain()
-    timings["images incl. PostgreSQL 17 (s)"] = result.seconds
+    timings[f"images incl. PostgreSQL {NEW_MAJOR} (s)"] = result.seconds
     (image,) = docker_json("image", "inspect", NEW_PG.ref("postgresql"))
     assert image["Config"]["Labels"]["org.opencontainers.image.version"] == NEW_MAJOR
     assert f"(PostgreSQL) {NEW_MAJOR}." in in_image(NEW_PG.ref("postgresql"), "postgres", "-V")
     release = in_image(NEW_PG.ref("postgresql"), "cat", "/etc/os-release")
-    assert "VERSION_CODENAME=trixie" in release
+    assert f"VERSION_CODENAME={SUITES[NEW_MAJOR]}" in release
     release = in_image(NEW_PG.ref("sftp"), "cat", "/etc/os-release")
-    assert "VERSION_CODENAME=bookworm" in release
+    assert f"VERSION_CODENAME={SUITES[OLD_MAJOR]}" in release
 
 
 def server_major() -> int:
