@@ -91,10 +91,15 @@ printf '%s\n' "local all all scram-sha-256" "host all postgres all reject" \
   >"$hba"
 
 # Bootstrap: a socket-only server in a separate directory, so the health check stays red.
-export PGPASSWORD=$POSTGRESQL_PASSWORD POSTGRESQL_APP_USER POSTGRESQL_APP_DB POSTGRESQL_AUTH_DB \
-  POSTGRESQL_APP_PASSWORD POSTGRESQL_PASSWORD
+# It trusts the superuser on that socket (a 0700 directory: only this UID, which owns PGDATA
+# anyway, can reach it), so the mounted superuser password is set even when the cluster holds
+# another one: a rotated secret, or one generated anew, must not lock the entrypoint out.
+bootstrap_hba="$RUNTIME_DIR/bootstrap/pg_hba.conf"
+printf '%s\n' "local all postgres trust" >"$bootstrap_hba"
+export POSTGRESQL_APP_USER POSTGRESQL_APP_DB POSTGRESQL_AUTH_DB POSTGRESQL_APP_PASSWORD \
+  POSTGRESQL_PASSWORD
 pg_ctl -D "$PGDATA" -w -t 60 -l "$RUNTIME_DIR/bootstrap.log" \
-  -o "-c listen_addresses='' -c unix_socket_directories=$RUNTIME_DIR/bootstrap -c hba_file=$hba" start >/dev/null ||
+  -o "-c listen_addresses='' -c unix_socket_directories=$RUNTIME_DIR/bootstrap -c hba_file=$bootstrap_hba" start >/dev/null ||
   { cat "$RUNTIME_DIR/bootstrap.log" >&2; die "the bootstrap server did not start"; }
 # Passwords travel through the environment and psql's \getenv, never through argv.
 psql -q -X -v ON_ERROR_STOP=1 -h "$RUNTIME_DIR/bootstrap" -U postgres -d postgres <<'SQL'
@@ -113,7 +118,7 @@ SELECT format('CREATE DATABASE %I OWNER %I', d, :'app_user')
   WHERE d IS NOT NULL AND NOT EXISTS (SELECT FROM pg_database WHERE datname = d) \gexec
 SQL
 pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
-unset PGPASSWORD POSTGRESQL_PASSWORD POSTGRESQL_APP_PASSWORD
+unset POSTGRESQL_PASSWORD POSTGRESQL_APP_PASSWORD
 
 log "starting PostgreSQL on port $POSTGRESQL_PORT${tls_args:+ (TLS only)}"
 postgres -D "$PGDATA" -c listen_addresses='*' -c port="$POSTGRESQL_PORT" -c hba_file="$hba" \

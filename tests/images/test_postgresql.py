@@ -116,6 +116,29 @@ def test_rotated_app_password_applies_on_restart(postgres: Postgres) -> None:
         postgres.secrets["app"] = rotated
 
 
+def test_rotated_superuser_password_applies_on_restart(postgres: Postgres) -> None:
+    """The mounted secret is the truth, also for the superuser: rotating it (or a lost
+    controller that generated a new one) must not lock the entrypoint out of its own cluster."""
+    rotated = new_secret()
+    (postgres.secrets_dir / "superuser").write_text(rotated + "\n")
+    postgres.container.restart()
+    postgres.container.wait_healthy()
+    try:
+        ok = socket_psql(postgres, FROM_SECRET, "SELECT 1")
+        assert ok.stdout.strip() == "1", ok.stderr
+        # The old password travels on stdin, not in an argument.
+        stale = subprocess.run(
+            ["docker", "exec", "-i", postgres.container.name, "sh", "-c",
+             'read -r PGPASSWORD && export PGPASSWORD && exec "$@"', "sh",
+             "psql", "-qAtX", "-U", "postgres", "-d", "postgres", "-c", "SELECT 1"],
+            input=postgres.secrets["superuser"] + "\n", capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert "password authentication failed" in stale.stderr
+    finally:
+        postgres.secrets["superuser"] = rotated
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
