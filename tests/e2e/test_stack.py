@@ -181,6 +181,26 @@ def test_second_deploy_changes_and_restarts_nothing(timings):
     assert secrets_after == secrets_before, "a later deploy must reuse the secrets"
 
 
+def test_a_controller_without_the_secrets_is_refused_and_changes_nothing():
+    """A new clone (or a lost work tree) deploying onto a host with the stack's data: new
+    passwords would lock the stack out of its database and change everyone's credentials."""
+    before = container_states()
+    aside = BUILD_DIR.with_name(BUILD_DIR.name + ".aside")
+    shutil.rmtree(aside, ignore_errors=True)
+    BUILD_DIR.rename(aside)
+    try:
+        result = make("deploy", ENV=E2E_ENV)
+        generated = sorted(p.name for p in BUILD_DIR.rglob("*") if p.is_file())
+    finally:
+        shutil.rmtree(BUILD_DIR, ignore_errors=True)
+        aside.rename(BUILD_DIR)
+    assert result.returncode != 0, result.explain()
+    assert f"volume {PREFIX}-pgdata" in result.output, result.explain()
+    assert f"make restore ENV={E2E_ENV}" in result.output, result.explain()
+    assert generated == [], f"the refused deploy generated {generated}"
+    assert container_states() == before, "the refused deploy touched a container"
+
+
 def test_changed_setting_restarts_only_what_it_affects():
     before = container_states()
     result = deploy_with("-e", "mlops_docker_sftp_log_level=VERBOSE")
