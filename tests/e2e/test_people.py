@@ -23,7 +23,7 @@ import requests
 import yaml
 from mlopskit.environments import parse_connection_env
 
-from tests.e2e.e2e_support import REPO_ROOT, make, recap_changed
+from tests.e2e.e2e_support import REPO_ROOT, make, purge, recap_changed
 
 ENV_NAME = "e2e-people"
 DEPLOY_DIR = REPO_ROOT / "deploy" / ENV_NAME
@@ -47,15 +47,18 @@ def environment() -> Iterator[None]:
     )
     (DEPLOY_DIR / "settings.yml").write_text(yaml.safe_dump(settings))
     shutil.copy(REPO_ROOT / "deploy" / "e2e" / "people.yml", DEPLOY_DIR)
+    # What an interrupted earlier run left (containers, volumes with other passwords) goes first.
+    purge(ENV_NAME)
     try:
         result = make("deploy", ENV=ENV_NAME)
         assert result.returncode == 0, result.explain()
         yield
     finally:
         if os.environ.get("MLOPS_E2E_KEEP") != "1":
-            purged = make("destroy", ENV=ENV_NAME, PURGE="1", YES="1")
-            shutil.rmtree(DEPLOY_DIR, ignore_errors=True)
-            assert purged.returncode == 0, purged.explain()
+            try:
+                purge(ENV_NAME)
+            finally:
+                shutil.rmtree(DEPLOY_DIR, ignore_errors=True)
 
 
 def connection(name: str) -> dict[str, str]:

@@ -60,6 +60,9 @@ def deployed(tmp_path_factory) -> Iterator[Path]:
             name, config / "inventory.yml", config / "settings.yml", ENV_NAME, *extra
         )
 
+    # What an interrupted earlier run left (containers, volumes with other passwords) goes first.
+    leftover = playbook("destroy.yml", "-e", "mlops_purge=true")
+    assert leftover.returncode == 0, leftover.explain()
     result = playbook("deploy.yml")
     try:
         assert result.returncode == 0, result.explain()
