@@ -181,26 +181,6 @@ def test_second_deploy_changes_and_restarts_nothing(timings):
     assert secrets_after == secrets_before, "a later deploy must reuse the secrets"
 
 
-def test_a_controller_without_the_secrets_is_refused_and_changes_nothing():
-    """A new clone (or a lost work tree) deploying onto a host with the stack's data: new
-    passwords would lock the stack out of its database and change everyone's credentials."""
-    before = container_states()
-    aside = BUILD_DIR.with_name(BUILD_DIR.name + ".aside")
-    shutil.rmtree(aside, ignore_errors=True)
-    BUILD_DIR.rename(aside)
-    try:
-        result = make("deploy", ENV=E2E_ENV)
-        generated = sorted(p.name for p in BUILD_DIR.rglob("*") if p.is_file())
-    finally:
-        shutil.rmtree(BUILD_DIR, ignore_errors=True)
-        aside.rename(BUILD_DIR)
-    assert result.returncode != 0, result.explain()
-    assert f"volume {PREFIX}-pgdata" in result.output, result.explain()
-    assert f"make restore ENV={E2E_ENV}" in result.output, result.explain()
-    assert generated == [], f"the refused deploy generated {generated}"
-    assert container_states() == before, "the refused deploy touched a container"
-
-
 def test_changed_setting_restarts_only_what_it_affects():
     before = container_states()
     result = deploy_with("-e", "mlops_docker_sftp_log_level=VERBOSE")
@@ -335,6 +315,48 @@ def test_restore_brings_back_everything_after_a_disaster(timings):
     assert len(backups) == 2
     assert backups[1].endswith("-before-restore")
     assert BACKUP_DIR.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_new_clone_is_refused_until_make_restore_brings_the_secrets_back(timings):
+    """A new clone (or a lost work tree) deploying onto a host with the stack's data: new
+    passwords would lock the stack out of its database and change everyone's credentials.
+    The deploy stops before any change; the restore its message names brings everything back."""
+    before = container_states()
+    aside = BUILD_DIR.with_name(BUILD_DIR.name + ".aside")
+    shutil.rmtree(aside, ignore_errors=True)
+    BUILD_DIR.rename(aside)
+    try:
+        refused = make("deploy", ENV=E2E_ENV)
+        generated = sorted(p.name for p in BUILD_DIR.rglob("*") if p.is_file())
+        assert refused.returncode != 0, refused.explain()
+        assert f"volume {PREFIX}-pgdata" in refused.output, refused.explain()
+        assert f"make restore ENV={E2E_ENV}" in refused.output, refused.explain()
+        assert generated == [], f"the refused deploy generated {generated}"
+        assert container_states() == before, "the refused deploy touched a container"
+
+        restored = make("restore", ENV=E2E_ENV, YES="1")
+        assert restored.returncode == 0, restored.explain()
+        timings["restore into a new clone"] = restored.seconds
+        for name in ("secrets", "people"):
+            assert tree_digest(BUILD_DIR / name) == tree_digest(aside / name), (
+                f"build/{E2E_ENV}/{name} differs from the one the stack was deployed with"
+            )
+        # The test's own record of what the smoke suite wrote is not a deploy's to restore.
+        shutil.copy(aside / "smoke-manifest.json", BUILD_DIR / "smoke-manifest.json")
+        verify_persistence()
+    except BaseException:
+        shutil.rmtree(BUILD_DIR, ignore_errors=True)
+        aside.rename(BUILD_DIR)
+        raise
+    shutil.rmtree(aside)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_upgrade_backs_up_first_and_keeps_everything(timings):
