@@ -1,16 +1,20 @@
-"""A client that keeps writing while services crash, and remembers what the server
-acknowledged: a metric value per step, and every fifth step a small artifact. What it was told
-succeeded must be there afterwards; what failed may or may not be (the server may have
+"""A client that keeps writing while services crash or the host restarts, and remembers what
+the server acknowledged: a metric value per step, and every fifth step a small artifact. What it
+was told succeeded must be there afterwards; what failed may or may not be (the server may have
 committed it before the connection broke)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from mlopskit.engine import ensure_engine
 
 from tests.e2e.e2e_support import HEALTH_TIMEOUT_S, containers, docker_json, wait_healthy
 
@@ -94,6 +98,44 @@ def crash_each_service_under_load(env: str, client: Any) -> AcknowledgedWrites:
             os.kill(info["State"]["Pid"], signal.SIGKILL)
             wait_for_progress(writes, len(writes.metrics), 5, timeout_s=HEALTH_TIMEOUT_S)
             assert restart_count(container) == count + 1, f"{service} was not restarted by Docker"
+        wait_healthy(env)
+    finally:
+        writes.stop.set()
+        thread.join(timeout=60)
+    return writes
+
+
+DOCKERD_PID_FILE = Path("/var/run/docker.pid")
+ENGINE_STOP_TIMEOUT_S = 120
+
+
+def restart_the_docker_engine() -> None:
+    """What a reboot does to the stack: the engine stops every container, as at shutdown, and
+    when it is back it starts those whose restart policy says so; nobody runs a command.
+    Under systemd `systemctl restart docker`; without it (CI), the dockerd that
+    `mlopskit host engine` started gets SIGTERM and is started the same way again."""
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=300)
+        return
+    pid = int(DOCKERD_PID_FILE.read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + ENGINE_STOP_TIMEOUT_S
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"dockerd {pid} still runs after SIGTERM"
+        time.sleep(0.5)
+    ensure_engine()
+
+
+def restart_the_engine_under_load(env: str, client: Any) -> AcknowledgedWrites:
+    """Restart the Docker engine while `client` writes; wait until writes are acknowledged
+    again and every service of `env` is healthy."""
+    experiment = client.create_experiment(f"host-restart-{os.urandom(4).hex()}")
+    writes = AcknowledgedWrites(client, client.create_run(experiment).info.run_id)
+    thread = run_in_background(writes)
+    try:
+        wait_for_progress(writes, 0, 5, timeout_s=60)
+        restart_the_docker_engine()
+        wait_for_progress(writes, len(writes.metrics), 5, timeout_s=HEALTH_TIMEOUT_S)
         wait_healthy(env)
     finally:
         writes.stop.set()

@@ -1,9 +1,10 @@
 """The whole life of environment e2e, in order: cold deploy, smoke, idempotent redeploy, a
-changed setting that restarts only its service, restart of every container, a crash of each
-service under load, an upgrade from the role's old PostgreSQL names, backup, a disaster and its
-restore, upgrade, destroy that keeps the data, redeploy, incremental backups with retention,
-purge with the backups kept, redeploy and restore, purge. The tests share one stack, so they
-run in file order and each one stops the rest when it fails (pytest -x in mk/deploy.mk)."""
+changed setting that restarts only its service, a host restart and a crash of each service
+under load, an upgrade from the role's old PostgreSQL names, backup, a disaster and its restore,
+a new clone refused until the secrets come back, upgrade, destroy that keeps the data,
+redeploy, incremental backups with retention, purge with the backups kept, redeploy and
+restore, purge. The tests share one stack, so they run in file order and each one stops the
+rest when it fails (pytest -x in mk/deploy.mk)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from mlopskit.environments import parse_connection_env
 from mlopskit.stack import load_stack
 from mlopskit.versions import IMAGE_NAMES, image_set
 
-from tests.e2e.crash_load import crash_each_service_under_load
+from tests.e2e.crash_load import crash_each_service_under_load, restart_the_engine_under_load
 from tests.e2e.e2e_support import (
     E2E_ENV,
     KEEP_DIR,
@@ -39,7 +40,6 @@ from tests.e2e.e2e_support import (
     purge,
     recap_changed,
     run,
-    wait_healthy,
 )
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / E2E_ENV
@@ -198,14 +198,36 @@ def test_changed_setting_restarts_only_what_it_affects():
     assert (final["postgresql"], final["mlflow"]) == (before["postgresql"], before["mlflow"])
 
 
-def test_everything_survives_a_restart_of_every_container(timings):
+def test_a_host_restart_under_load_brings_everything_back_by_itself(timings, monkeypatch):
+    """A reboot, as the Docker engine sees one (restarted: every container stopped as at
+    shutdown, then started again by its restart policy), while a person's client keeps
+    logging: nobody runs a command, the same containers serve writes again, and every
+    acknowledged write and all of the smoke suite's data are there."""
+    client = person_client(monkeypatch)
     before = container_states()
-    names = list(containers().values())
-    subprocess.run(["docker", "restart", *names], check=True, capture_output=True, timeout=300)
-    wait_healthy()
+    started = time.monotonic()
+    writes = restart_the_engine_under_load(E2E_ENV, client)
+    timings["engine restart under load, to healthy (s)"] = time.monotonic() - started
     after = container_states()
-    assert all(after[s][1] != before[s][1] for s in after), "docker restart did not restart all"
+    assert {s: v[0] for s, v in after.items()} == {s: v[0] for s, v in before.items()}, (
+        "a container was re-created, not restarted"
+    )
+    assert all(after[s][1] != before[s][1] for s in after), f"not all restarted: {after}"
+    assert writes.failures > 0, "no write failed: the restart did not happen under load"
+    lost = writes.lost()
+    assert not lost, f"acknowledged writes lost: {lost[:10]} ({len(lost)} in all)"
     verify_persistence()
+
+
+def person_client(monkeypatch):
+    """A person's stock MLflow client that fails fast (the load helpers count failures)."""
+    connection = parse_connection_env(PERSON_FILE.read_text())
+    for key, value in {**connection, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=connection["MLFLOW_TRACKING_URI"])
 
 
 def test_a_crash_of_each_service_under_load_loses_no_acknowledged_write(timings, monkeypatch):
@@ -213,14 +235,8 @@ def test_a_crash_of_each_service_under_load_loses_no_acknowledged_write(timings,
     `docker kill` would count as a manual stop) while a person's client keeps logging metrics
     and artifacts: Docker restarts the service, the stack serves writes again by itself, and
     every write the server acknowledged is there afterwards, as is the smoke suite's data."""
-    connection = parse_connection_env(PERSON_FILE.read_text())
-    for key, value in {**connection, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
-    import mlflow
-
+    client = person_client(monkeypatch)
     started = time.monotonic()
-    client = mlflow.MlflowClient(tracking_uri=connection["MLFLOW_TRACKING_URI"])
     writes = crash_each_service_under_load(E2E_ENV, client)
     timings["three crashes under load, to healthy (s)"] = time.monotonic() - started
     assert writes.failures > 0, "no write failed: the crashes did not happen under load"
