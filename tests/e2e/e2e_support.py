@@ -112,10 +112,13 @@ def containers(env: str = E2E_ENV) -> dict[str, str]:
     return {key: service.name for key, service in load_stack(env).services.items()}
 
 
-def container_states(env: str = E2E_ENV) -> dict[str, tuple[str, str]]:
-    """service -> (container id, StartedAt): a restart or a re-creation changes it."""
+def container_states(
+    env: str = E2E_ENV, names: dict[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """service -> (container id, StartedAt): a restart or a re-creation changes it. ``names``
+    (service -> container) stands in for build/<env>/stack.json when that is not there."""
     states = {}
-    for service, container in containers(env).items():
+    for service, container in (names or containers(env)).items():
         (info,) = docker_json("inspect", container)
         states[service] = (info["Id"], info["State"]["StartedAt"])
     return states

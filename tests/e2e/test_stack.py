@@ -339,7 +339,8 @@ def test_a_new_clone_is_refused_until_the_secrets_come_back_from_a_backup(timing
     passwords would lock the stack out of its database and change everyone's credentials.
     The deploy stops before any change; the copy its message names brings the secrets back
     and leaves the data as it is."""
-    before = container_states()
+    names = containers()
+    before = container_states(names=names)
     aside = BUILD_DIR.with_name(BUILD_DIR.name + ".aside")
     shutil.rmtree(aside, ignore_errors=True)
     BUILD_DIR.rename(aside)
@@ -349,7 +350,7 @@ def test_a_new_clone_is_refused_until_the_secrets_come_back_from_a_backup(timing
         assert refused.returncode != 0, refused.explain()
         assert f"volume {PREFIX}-pgdata" in refused.output, refused.explain()
         assert generated == [], f"the refused deploy generated {generated}"
-        assert container_states() == before, "the refused deploy touched a container"
+        assert container_states(names=names) == before, "the refused deploy touched a container"
         # The command as the message gives it (folded over lines in Ansible's output).
         message = " ".join(line.strip() for line in refused.output.splitlines())
         command = re.search(r"`(mkdir -p build/\S+ && cp -a [^`]+)`", message)
