@@ -114,7 +114,12 @@ def write_access_dir(directory: Path, grants: dict[str, tuple[str, str, KeyPair]
 
 @pytest.fixture(scope="module")
 def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFactory) -> Sftp:
-    tmp = tmp_path_factory.mktemp("sftp")
+    return make_sftp(sandbox, images, tmp_path_factory.mktemp("sftp"))
+
+
+def make_sftp(sandbox: Sandbox, images: ImageSet, tmp: Path, volume: str | None = None) -> Sftp:
+    """SFTP container "sftp" with alice (DVC, rw), bob (DVC, ro) and MLflow's key (artifacts),
+    on ``volume`` when given (else a new one). Healthy when returned."""
     writer = generate_keypair(tmp / "alice", "ed25519")
     reader = generate_keypair(tmp / "bob", "ed25519")
     mlflow_key = generate_keypair(tmp / "mlflow", "rsa")
@@ -128,20 +133,26 @@ def sftp(sandbox: Sandbox, images: ImageSet, tmp_path_factory: pytest.TempPathFa
     )
     # A file without a final newline, as a Kubernetes ConfigMap value has none.
     (access_dir / "alice").write_text(f"dvc rw {writer.public_line}")
-    return Sftp(
-        start_sftp(sandbox, images, "sftp", access_dir), access_dir, writer, reader, mlflow_key
-    )
+    container = start_sftp(sandbox, images, "sftp", access_dir, volume=volume)
+    return Sftp(container, access_dir, writer, reader, mlflow_key)
 
 
 def start_sftp(
-    sandbox: Sandbox, images: ImageSet, name: str, access: Path, *mounts: str
+    sandbox: Sandbox,
+    images: ImageSet,
+    name: str,
+    access: Path,
+    *mounts: str,
+    volume: str | None = None,
 ) -> Container:
-    """A hardened SFTP container with its own volume and the access list ``access`` (a file
-    or a directory); ``mounts`` adds more (e.g. host keys). Healthy when returned."""
+    """A hardened SFTP container on ``volume`` (else a new one of its own) with the access
+    list ``access`` (a file or a directory); ``mounts`` adds more (e.g. host keys). Healthy
+    when returned."""
+    data = volume or sandbox.volume(name)
     container = sandbox.run(
         name,
         images.ref("sftp"),
-        mounts=[f"{sandbox.volume(name)}:/data", f"{access}:/etc/sftp/access:ro", *mounts],
+        mounts=[f"{data}:/data", f"{access}:/etc/sftp/access:ro", *mounts],
         publish=[2222],
     )
     container.wait_healthy()

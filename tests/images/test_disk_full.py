@@ -19,9 +19,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.images.conftest import Mlflow, Sftp, start_mlflow, write_access_dir
-from tests.support.docker import Sandbox, docker
-from tests.support.keys import generate_keypair
+from tests.images.conftest import Mlflow, Sftp, make_sftp, start_mlflow
+from tests.support.docker import Sandbox
 
 pytestmark = pytest.mark.docker
 
@@ -33,26 +32,11 @@ VENV_BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def small_sftp(sandbox: Sandbox, images, tmp_path_factory) -> Sftp:
-    tmp = tmp_path_factory.mktemp("sftp-small")
-    writer = generate_keypair(tmp / "alice", "ed25519")
-    reader = generate_keypair(tmp / "bob", "ed25519")
-    mlflow_key = generate_keypair(tmp / "mlflow", "rsa")
-    access = write_access_dir(
-        tmp / "access",
-        {"alice": ("dvc", "rw", writer), "mlflow": ("artifacts", "rw", mlflow_key)},
-    )
-    volume = f"{sandbox.prefix}-sftp-small"
-    docker("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
-           "--opt", f"o=size={VOLUME_MIB}m,mode=0770", volume)  # fmt: skip
-    sandbox.volumes.append(volume)
-    container = sandbox.run(
-        "sftp",
-        images.ref("sftp"),
-        mounts=[f"{volume}:/data", f"{access}:/etc/sftp/access:ro"],
-        publish=[2222],
-    )
-    container.wait_healthy()
-    return Sftp(container, access, writer, reader, mlflow_key)
+    volume = sandbox.volume(
+        "sftp-small", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+        "--opt", f"o=size={VOLUME_MIB}m,mode=0770",
+    )  # fmt: skip
+    return make_sftp(sandbox, images, tmp_path_factory.mktemp("sftp-small"), volume)
 
 
 @pytest.fixture(scope="module")

@@ -92,9 +92,10 @@ class Sandbox:
         self.network = f"{self.prefix}-net"
         docker("network", "create", self.network)
 
-    def volume(self, name: str) -> str:
+    def volume(self, name: str, *options: str) -> str:
+        """A named volume; ``options`` go to `docker volume create` (e.g. a sized tmpfs)."""
         full = f"{self.prefix}-{name}"
-        docker("volume", "create", full)
+        docker("volume", "create", *options, full)
         self.volumes.append(full)
         return full
 
