@@ -10,6 +10,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,24 +86,32 @@ def restart_count(container: str) -> int:
     return info["RestartCount"]
 
 
-def crash_each_service_under_load(env: str, client: Any) -> AcknowledgedWrites:
-    """kill -9 of each service's main process of `env` in turn while `client` writes; each
-    time wait until Docker restarted it and writes are acknowledged again."""
-    experiment = client.create_experiment(f"crash-{os.urandom(4).hex()}")
+@contextmanager
+def writes_under_load(env: str, client: Any, label: str) -> Iterator[AcknowledgedWrites]:
+    """`client` writes into a new run from the block's start, with 5 writes acknowledged
+    before the block runs; after it, every service of `env` must be healthy."""
+    experiment = client.create_experiment(f"{label}-{os.urandom(4).hex()}")
     writes = AcknowledgedWrites(client, client.create_run(experiment).info.run_id)
     thread = run_in_background(writes)
     try:
         wait_for_progress(writes, 0, 5, timeout_s=60)
+        yield writes
+        wait_healthy(env)
+    finally:
+        writes.stop.set()
+        thread.join(timeout=60)
+
+
+def crash_each_service_under_load(env: str, client: Any) -> AcknowledgedWrites:
+    """kill -9 of each service's main process of `env` in turn while `client` writes; each
+    time wait until Docker restarted it and writes are acknowledged again."""
+    with writes_under_load(env, client, "crash") as writes:
         for service, container in containers(env).items():
             count = restart_count(container)
             (info,) = docker_json("inspect", container)
             os.kill(info["State"]["Pid"], signal.SIGKILL)
             wait_for_progress(writes, len(writes.metrics), 5, timeout_s=HEALTH_TIMEOUT_S)
             assert restart_count(container) == count + 1, f"{service} was not restarted by Docker"
-        wait_healthy(env)
-    finally:
-        writes.stop.set()
-        thread.join(timeout=60)
     return writes
 
 
@@ -129,15 +139,7 @@ def restart_the_docker_engine() -> None:
 def restart_the_engine_under_load(env: str, client: Any) -> AcknowledgedWrites:
     """Restart the Docker engine while `client` writes; wait until writes are acknowledged
     again and every service of `env` is healthy."""
-    experiment = client.create_experiment(f"host-restart-{os.urandom(4).hex()}")
-    writes = AcknowledgedWrites(client, client.create_run(experiment).info.run_id)
-    thread = run_in_background(writes)
-    try:
-        wait_for_progress(writes, 0, 5, timeout_s=60)
+    with writes_under_load(env, client, "host-restart") as writes:
         restart_the_docker_engine()
         wait_for_progress(writes, len(writes.metrics), 5, timeout_s=HEALTH_TIMEOUT_S)
-        wait_healthy(env)
-    finally:
-        writes.stop.set()
-        thread.join(timeout=60)
     return writes
