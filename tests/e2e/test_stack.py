@@ -137,6 +137,22 @@ def check_stack_file() -> None:
         assert value not in text, f"stack.json holds the content of {secret.name}"
 
 
+# Another user of the Docker host, and another container's UID in group 0 (as OpenShift and
+# this kit run them): neither may read the containers' secret copies.
+@pytest.mark.parametrize("uid_gid", ["65534:65534", "1000123:0"])
+def test_no_other_user_of_the_host_reads_the_containers_secrets(uid_gid):
+    uid, gid = uid_gid.split(":")
+    files = sorted(p for p in STATE_DIR.glob("*/*") if p.is_file())
+    assert any(p.name == "superuser_password" for p in files), files
+    for path in files:
+        attempt = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "cat", str(path)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert attempt.returncode != 0, f"UID {uid} GID {gid} read {path}"
+        assert "Permission denied" in attempt.stderr, attempt.stderr
+
+
 def test_smoke(timings):
     result = make("smoke", ENV=E2E_ENV)
     timings["smoke"] = result.seconds
