@@ -653,7 +653,8 @@ def read_people_dir(directory: Path, admin_username: str, metrics_username: str)
 
 
 def converge_accounts(settings: Settings) -> None:
-    """People (MLFLOW_PEOPLE_DIR) and the metrics account into the auth DB, before serving."""
+    """The bootstrap admin (its mounted password), the people (MLFLOW_PEOPLE_DIR) and the
+    metrics account into the auth DB, before serving."""
     from mlops_kit_auth.people import converge
     from mlops_kit_auth.roles import METRICS_ROLE, PERSON_ROLES, Account
 
@@ -665,7 +666,11 @@ def converge_accounts(settings: Settings) -> None:
         accounts.append(Account(settings.metrics_username, METRICS_ROLE, settings.metrics_password))
     with migration_lock(settings):
         report = converge(
-            settings.auth_db_uri, accounts, managed_roles, {settings.auth_admin_username}
+            settings.auth_db_uri,
+            accounts,
+            managed_roles,
+            {settings.auth_admin_username},
+            admin=(settings.auth_admin_username, settings.auth_admin_password),
         )
     log(f"accounts: {report}")
 

@@ -1,32 +1,42 @@
-"""Backups of a Docker-target environment: both databases, the SFTP data and the secrets.
+"""Backups of an environment: both databases, the SFTP data and the secrets, on every target.
 
-Backups live in mlops_docker_backup_dir (default /var/backups/mlops-kit/<prefix>/), outside
-everything `make destroy PURGE=1` deletes. Each one is a directory <UTC time>[-label]/
-(mode 0700) with
+Docker target: through `docker exec`; backups live in mlops_docker_backup_dir (default
+/var/backups/mlops-kit/<prefix>/). Kubernetes and OpenShift: through the API (`kubectl exec`
+and `kubectl get`, kube_env.py), into mlops_kubernetes_backup_dir on the controller (default
+/var/backups/mlops-kit/<env>/). Both are outside everything `make destroy PURGE=1` deletes,
+and both write one format, so a backup of one target restores on the other. Each backup is a
+directory <UTC time>[-label]/ (mode 0700) with
   postgresql-<db>.dump pg_dump custom format of the tracking and the auth database
                        (postgres-<db>.dump in backups of format 2 and older),
-  sftp/                the SFTP volume (artifacts, DVC objects, host keys) as a tree, files
-                       hard-linked to the previous backup when unchanged (snapshot.py),
-  secrets/             the environment's generated secrets (the auth DB's admin hash needs them),
-  people/              each person's generated password and key pair (build/<env>/people/),
+  sftp/                the SFTP data (artifacts, DVC objects) as a tree, files hard-linked to
+                       the previous backup when unchanged (snapshot.py),
+  secrets/             the environment's generated secrets (Docker target),
+  kubernetes-secrets.json  the release's generated Secrets (Kubernetes targets),
+  people/              each person's generated key pair and password (build/<env>/people/),
   manifest.json        size and SHA-256 of every file, modes and times, image references.
 It is written as <name>.partial and renamed when complete, so a directory with a manifest is a
-whole backup. MLflow is paused (`docker pause`) from the first dump to the last file, so the
-databases and the artifacts show one point in time; clients' requests wait meanwhile.
+whole backup. On Docker, MLflow is paused (`docker pause`) from the first dump to the last file,
+so the databases and the artifacts show one point in time; clients' requests wait meanwhile.
+On Kubernetes nothing pauses: each dump is a consistent snapshot, and the SFTP data, copied
+after the dumps, holds every artifact they refer to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import snapshot
 from .docker_env import (
     PG_SHELL,
-    DockerEnv,
+    ExecTarget,
     container_image,
     container_state,
     docker,
@@ -37,6 +47,7 @@ from .docker_env import (
     read_settings,
 )
 from .environments import Environment, check_environment
+from .kube_env import KUBE_TARGETS, kube_env
 from .shell import CommandError, log
 from .versions import IMAGE_NAMES, image_set
 
@@ -45,6 +56,8 @@ __all__ = ["PG_SHELL", "apply_retention", "backup", "latest_backup", "verify"]
 PG_DATABASES_SCRIPT = 'printf "%s\\n" "$POSTGRESQL_APP_DB" "${POSTGRESQL_AUTH_DB:-}"'
 SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
 MANIFEST = "manifest.json"
+# Kubernetes: the release's generated Secrets, name -> data as the API gives it (base64).
+KUBE_SECRETS = "kubernetes-secrets.json"
 PARTIAL = ".partial"
 
 
@@ -97,7 +110,7 @@ def dump_file(files: dict, database: str) -> str | None:
     return next((name for name in names if name in files), None)
 
 
-def _dump_databases(postgresql: str, target: Path) -> list[str]:
+def _dump_databases(postgresql: ExecTarget, target: Path) -> list[str]:
     databases = lines(docker_exec(postgresql, PG_DATABASES_SCRIPT))
     for database in databases:
         path = target / f"{DUMP_PREFIXES[0]}{database}.dump"
@@ -149,8 +162,21 @@ class _Paused:
             log(f"MLflow was paused for {time.monotonic() - self.paused_at:.1f}s")
 
 
-def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
-    """Take a backup; with keep > 0, delete the oldest so that `keep` remain. Return its path."""
+@dataclass(frozen=True)
+class Source:
+    """Where a backup reads one environment from: Docker containers or Kubernetes pods."""
+
+    target: str
+    root: Path
+    postgresql: ExecTarget
+    sftp: ExecTarget
+    quiesce: Callable[[], AbstractContextManager[object]]
+    images: Callable[[], dict[str, str]]
+    # Kubernetes: the chart's generated Secrets (name -> data), kept in KUBE_SECRETS.
+    kube_secrets: Callable[[], dict[str, dict[str, str]]] | None = None
+
+
+def docker_source(env: Environment) -> Source:
     denv = docker_env(env)
     postgresql, sftp = denv.container("postgresql"), denv.container("sftp")
     for container in (postgresql, sftp):
@@ -158,7 +184,58 @@ def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
             raise CommandError(
                 f"{container} is not running; deploy first: make deploy ENV={env.name}"
             )
-    root = private_dir(denv.backup_root)
+
+    def images() -> dict[str, str]:
+        # What runs (an older MLflow before `make upgrade`), else what versions.env names.
+        pinned = image_set()
+        return {
+            image: container_image(denv.containers.get(image, "")) or pinned.ref(image)
+            for image in IMAGE_NAMES
+        }
+
+    return Source(
+        "docker", denv.backup_root, postgresql, sftp,
+        lambda: _Paused(denv.container("mlflow")), images,
+    )  # fmt: skip
+
+
+def kube_source(env: Environment) -> Source:
+    """Through the API: pg_dump and tar in the pods (kubectl exec), Secrets with kubectl get.
+    Nothing is paused: the dumps come first, so every artifact they refer to is in the copy
+    of the SFTP data taken after them (docs/operations.md#kubernetes)."""
+    kenv = kube_env(env)
+    return Source(
+        kenv.stack.target, kenv.backup_root,
+        kenv.exec_target("postgresql"), kenv.exec_target("sftp"),
+        contextlib.nullcontext,
+        lambda: {image: kenv.image(image) for image in IMAGE_NAMES},
+        kenv.secrets,
+    )  # fmt: skip
+
+
+def backup_root(env: Environment) -> Path:
+    """Where the environment's backups are, from its last deploy."""
+    if read_settings(env).get("mlops_target") in KUBE_TARGETS:
+        return kube_env(env).backup_root
+    return docker_env(env).backup_root
+
+
+def source_of(env: Environment) -> Source:
+    target = read_settings(env).get("mlops_target")
+    return kube_source(env) if target in KUBE_TARGETS else docker_source(env)
+
+
+def _write_private_json(path: Path, document: object) -> dict:
+    with open(path, "x", opener=snapshot.private_opener) as out:
+        json.dump(document, out, indent=1)
+        out.write("\n")
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
+    """Take a backup; with keep > 0, delete the oldest so that `keep` remain. Return its path."""
+    source = source_of(env)
+    root = private_dir(source.root)
     history = backups(root)
     previous_dir = history[-1] if history else None
     previous = json.loads((previous_dir / MANIFEST).read_text())["files"] if previous_dir else {}
@@ -167,28 +244,25 @@ def backup(env: Environment, *, label: str = "", keep: int = 0) -> Path:
     log(f"backing up {env.name} into {root / name}")
     started = time.monotonic()
     try:
-        (data_root,) = lines(docker_exec(sftp, SFTP_ROOT_SCRIPT))
-        with _Paused(denv.container("mlflow")):
-            databases = _dump_databases(postgresql, partial)
+        (data_root,) = lines(docker_exec(source.sftp, SFTP_ROOT_SCRIPT))
+        with source.quiesce():
+            databases = _dump_databases(source.postgresql, partial)
             files, dirs, links, copied = snapshot.copy_out(
-                sftp, data_root, partial, previous, previous_dir
+                source.sftp, data_root, partial, previous, previous_dir
             )
         for path in sorted(partial.glob(f"{DUMP_PREFIXES[0]}*.dump")):
             files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         files.update(_copy_secrets(env, partial))
-        # What runs (an older MLflow before `make upgrade`), else what versions.env names.
-        pinned = image_set()
-        images = {
-            image: container_image(denv.containers.get(image, "")) or pinned.ref(image)
-            for image in IMAGE_NAMES
-        }
+        if source.kube_secrets is not None:
+            files[KUBE_SECRETS] = _write_private_json(partial / KUBE_SECRETS, source.kube_secrets())
         manifest = {
             "format": 3,
             "environment": env.name,
+            "target": source.target,
             "created": name,
             "databases": databases,
             "sftp_data_root": data_root,
-            "images": images,
+            "images": source.images(),
             "files": files,
             "dirs": dirs,
             "links": links,
@@ -236,13 +310,11 @@ def verify(backup_dir: Path) -> dict:
     return manifest
 
 
-def latest_backup(denv: DockerEnv) -> Path:
-    """The newest backup that is not a safety copy taken by a restore."""
-    candidates = [p for p in backups(denv.backup_root) if "before-restore" not in p.name]
+def latest_backup(root: Path, env_name: str) -> Path:
+    """The newest backup in root that is not a safety copy taken by a restore."""
+    candidates = [p for p in backups(root) if "before-restore" not in p.name]
     if not candidates:
-        raise CommandError(
-            f"no backup in {denv.backup_root}; run `make backup ENV={denv.env.name}` first"
-        )
+        raise CommandError(f"no backup in {root}; run `make backup ENV={env_name}` first")
     return candidates[-1]
 
 
@@ -260,11 +332,11 @@ def backup_command(env_name: str, keep: str = "") -> None:
 
 
 def pre_upgrade_command(env_name: str) -> None:
-    """Before an upgrade: a backup on the Docker target; elsewhere, say what to do instead."""
+    """Before an upgrade: a backup (on Docker, unless the PostgreSQL major changes, which
+    takes its own backup later with MLflow stopped)."""
     env = check_environment(env_name)
-    target = read_settings(env).get("mlops_target")
-    if target != "docker":
-        log(f"note: no automatic backup before this upgrade of target {target}; take one first")
+    if read_settings(env).get("mlops_target") in KUBE_TARGETS:
+        print(backup(env, label="before-upgrade"))
         return
     from .pgmajor import pre_upgrade_check
 

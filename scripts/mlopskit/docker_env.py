@@ -112,9 +112,8 @@ def docker_env(
     settings = read_settings(env)
     if settings.get("mlops_target") != "docker":
         raise CommandError(
-            f"backup and restore cover target docker; deploy/{env.name} has target "
-            f"{settings.get('mlops_target')!r} (on Kubernetes use volume snapshots or pg_dump "
-            "through kubectl exec)"
+            f"deploy/{env.name} has target {settings.get('mlops_target')!r}, not docker: this "
+            "step is for the Docker target only"
         )
     if (env.build_dir / STACK_FILE).is_file():
         stack = read_stack(env.build_dir / STACK_FILE, env.name)
@@ -178,8 +177,25 @@ def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:
     return deleted, kept
 
 
+# Where a command runs: a Docker container's name, or the argv prefix that runs a command in a
+# Kubernetes pod's container (kube_env.py: `kubectl exec -i <pod> -c <container> --`).
+ExecTarget = str | tuple[str, ...]
+
+
+def exec_argv(target: ExecTarget) -> list[str]:
+    return ["docker", "exec", "-i", target] if isinstance(target, str) else list(target)
+
+
+def target_name(target: ExecTarget) -> str:
+    """The container, or the pod/container, for messages."""
+    if isinstance(target, str):
+        return target
+    pod = target[target.index("exec") + 2] if "exec" in target else " ".join(target)
+    return f"{pod}/{target[-2]}" if len(target) > 1 and target[-3] == "-c" else pod
+
+
 def docker_exec(
-    container: str,
+    container: ExecTarget,
     script: str,
     *args: str,
     stdin: BinaryIO | None = None,
@@ -188,7 +204,7 @@ def docker_exec(
 ) -> str:
     """Run ``sh -c script sh args...`` in a container (stdin from a file or `data`); return
     its stdout unless redirected."""
-    command = ["docker", "exec", "-i", container, "sh", "-c", script, "sh", *args]
+    command = [*exec_argv(container), "sh", "-c", script, "sh", *args]
     result = subprocess.run(
         command,
         input=data,
@@ -200,14 +216,14 @@ def docker_exec(
     )
     if result.returncode != 0:
         raise CommandError(
-            f"`{script[:60]}` in {container} exited {result.returncode}: "
+            f"`{script[:60]}` in {target_name(container)} exited {result.returncode}: "
             f"{result.stderr.decode(errors='replace').strip()[-1500:]}"
         )
     return (result.stdout or b"").decode() if stdout is None else ""
 
 
 def pg_tool(
-    container: str,
+    container: ExecTarget,
     database: str,
     *command: str,
     stdin: BinaryIO | None = None,

@@ -1,14 +1,20 @@
-"""Restore of a Docker-target environment from a backup (backup.py), exactly.
+"""Restore of an environment from a backup (backup.py), exactly, on any target.
 
 Order: check every checksum and the MLflow version before anything changes; ask; take a
-`-before-restore` safety backup; stop MLflow; drop and re-create both databases and load the
-dumps (so nothing a newer migration added survives); replace the SFTP data and the secrets;
-forget which image migrated the databases. `make restore` then runs `make deploy`, which
-migrates the restored schema to the current image if need be and starts MLflow.
+`-before-restore` safety backup; stop MLflow (Docker: `docker stop`; Kubernetes: scale to 0);
+drop and re-create both databases and load the dumps (so nothing a newer migration added
+survives); replace the SFTP data; bring back the credentials of a backup of the same kind of
+target (Docker: secrets/ and people/; Kubernetes: the release's Secrets and people/). A backup
+of the other kind moves the data only: the environment keeps its own credentials, and MLflow
+sets the admin's and the people's passwords from them when it starts.
+Docker: forget which image migrated the databases; `make restore` then runs `make deploy`, which
+migrates the restored schema if need be and starts MLflow. Kubernetes: MLflow is scaled back
+and its init container migrates.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,9 +24,27 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from . import snapshot
-from .backup import backup, dump_file, latest_backup, verify
-from .docker_env import DockerEnv, docker, docker_env, docker_exec, lines, pg_tool
+from .backup import (
+    KUBE_SECRETS,
+    PG_DATABASES_SCRIPT,
+    SFTP_ROOT_SCRIPT,
+    backup,
+    backup_root,
+    dump_file,
+    latest_backup,
+    verify,
+)
+from .docker_env import (
+    DockerEnv,
+    ExecTarget,
+    docker,
+    docker_env,
+    docker_exec,
+    lines,
+    read_settings,
+)
 from .environments import Environment, check_environment
+from .kube_env import KUBE_TARGETS, SECRET_COMPONENTS, KubeEnv, kube_env
 from .shell import CommandError, log
 from .versions import image_set
 
@@ -34,7 +58,13 @@ PSQL_RECREATE = (
     'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec psql -X -q -v ON_ERROR_STOP=1 '
     '-v db="$1" -v owner="$POSTGRESQL_APP_USER" --username postgres --dbname postgres'
 )
-SFTP_ROOT_SCRIPT = 'printf "%s\\n" "${SFTP_DATA_ROOT:-/data}"'
+# As the application user (SET ROLE), so the objects belong to it whatever owned them where
+# the dump was taken.
+PG_RESTORE = (
+    'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec pg_restore --single-transaction '
+    '--exit-on-error --no-owner --no-privileges --role="$POSTGRESQL_APP_USER" '
+    '--username postgres --dbname "$1"'
+)
 # Secrets of the PostgreSQL cluster, which a restore keeps (it restores databases, not the
 # cluster): the image sets the superuser password through a login with the current one.
 CLUSTER_SECRETS = ("postgresql_superuser_password",)
@@ -63,23 +93,29 @@ def check_mlflow_version(manifest: dict, current: str) -> None:
     log(f"the backup was taken with MLflow {taken}; the deploy after it migrates it to {now}")
 
 
-def _recreate_databases(denv: DockerEnv, backup_dir: Path, manifest: dict) -> None:
-    postgresql = denv.container("postgresql")
-    databases = manifest["databases"]
-    for database in databases:
-        if not IDENTIFIER.match(database):
-            raise CommandError(f"the backup names a database {database!r}; refusing it")
-        log(f"re-creating database {database} from its dump")
+def _recreate_databases(postgresql: ExecTarget, backup_dir: Path, manifest: dict) -> None:
+    """Each dumped database into the environment's database of the same role (tracking, auth):
+    the names may differ between environments, and so may the owner, which becomes the
+    environment's application user."""
+    dumped = manifest["databases"]
+    current = lines(docker_exec(postgresql, PG_DATABASES_SCRIPT))
+    if len(dumped) != len(current):
+        raise CommandError(
+            f"the backup holds {len(dumped)} database(s) ({', '.join(dumped)}), this environment "
+            f"has {len(current)} ({', '.join(current)}): enable or disable MLflow's "
+            "authentication here as it was where the backup was taken; nothing was changed"
+        )
+    for source, database in zip(dumped, current, strict=True):
+        for name in (source, database):
+            if not IDENTIFIER.match(name):
+                raise CommandError(f"the backup names a database {name!r}; refusing it")
+        log(f"re-creating database {database} from the dump of {source}")
         docker_exec(postgresql, PSQL_RECREATE, database, data=RECREATE_SQL)
-        with (backup_dir / str(dump_file(manifest["files"], database))).open("rb") as dump:
-            pg_tool(
-                postgresql, database, "pg_restore", "--single-transaction", "--exit-on-error",
-                stdin=dump,
-            )  # fmt: skip
+        with (backup_dir / str(dump_file(manifest["files"], source))).open("rb") as dump:
+            docker_exec(postgresql, PG_RESTORE, database, stdin=dump)
 
 
-def _restore_sftp(denv: DockerEnv, backup_dir: Path, manifest: dict) -> None:
-    sftp = denv.container("sftp")
+def _restore_sftp(sftp: ExecTarget, backup_dir: Path, manifest: dict) -> None:
     (data_root,) = lines(docker_exec(sftp, SFTP_ROOT_SCRIPT))
     log(f"replacing the SFTP data under {data_root}")
     if "sftp-data.tar" in manifest["files"]:  # backups of format 1: one tar of the volume
@@ -136,14 +172,45 @@ def _forget_migration(denv: DockerEnv) -> None:
         ) from None
 
 
+def _same_kind(manifest: dict, target: str) -> bool:
+    """Was the backup taken on this kind of target? Credentials only restore within a kind:
+    a Docker environment keeps files on the controller, a release keeps Secrets."""
+    return (manifest.get("target", "docker") in KUBE_TARGETS) == (target in KUBE_TARGETS)
+
+
 def restore(env: Environment, backup_dir: Path) -> Path:
     """Replace the environment's data by the backup's; return the safety backup taken first."""
     started = time.monotonic()
-    denv = docker_env(env)
     manifest = verify(backup_dir)
     check_mlflow_version(manifest, image_set().mlflow_version)
+    target = str(read_settings(env).get("mlops_target"))
     if manifest["environment"] != env.name:
         log(f"note: restoring a backup of {manifest['environment']} into {env.name}")
+    same_kind = _same_kind(manifest, target)
+    if not same_kind:
+        log(
+            f"note: the backup comes from target {manifest.get('target', 'docker')}: its data "
+            f"moves into {env.name}, whose passwords and keys stay as they are (MLflow sets its "
+            "admin's and the people's passwords from them when it starts)"
+        )
+    replace = _restore_kube if target in KUBE_TARGETS else _restore_docker
+    safety = replace(env, backup_dir, manifest, same_kind)
+    log(
+        f"data replaced in {time.monotonic() - started:.1f}s: restored {env.name} from "
+        f"{backup_dir}; the state before is in {safety}"
+    )
+    return safety
+
+
+def _half_way(env: Environment, safety: Path, exc: CommandError) -> CommandError:
+    return CommandError(
+        f"{exc}\nThe restore stopped half-way and MLflow is stopped. The state before it "
+        f"is in {safety}: `make restore ENV={env.name} FROM={safety} YES=1` puts it back"
+    )
+
+
+def _restore_docker(env: Environment, backup_dir: Path, manifest: dict, same_kind: bool) -> Path:
+    denv = docker_env(env)
     safety = backup(env, label="before-restore")
     mlflow = denv.container("mlflow")
     log(f"stopping {mlflow} while its data is replaced")
@@ -151,21 +218,62 @@ def restore(env: Environment, backup_dir: Path) -> Path:
     try:
         # First: from here on the databases no longer match what the record says.
         _forget_migration(denv)
-        _recreate_databases(denv, backup_dir, manifest)
-        _restore_sftp(denv, backup_dir, manifest)
-        _restore_secrets(env, backup_dir)
-        _restore_people(env, backup_dir)
+        _recreate_databases(denv.container("postgresql"), backup_dir, manifest)
+        _restore_sftp(denv.container("sftp"), backup_dir, manifest)
+        if same_kind:
+            _restore_secrets(env, backup_dir)
+            _restore_people(env, backup_dir)
     except CommandError as exc:
-        raise CommandError(
-            f"{exc}\nThe restore stopped half-way and MLflow is stopped. The state before it "
-            f"is in {safety}: `make restore ENV={env.name} FROM={safety} YES=1` puts it back"
-        ) from None
-    log(
-        f"data replaced in {time.monotonic() - started:.1f}s: restored {env.name} from "
-        f"{backup_dir}; the state before is in {safety}. "
-        f"MLflow stays stopped until `make deploy ENV={env.name}` migrates and starts it"
-    )
+        raise _half_way(env, safety, exc) from None
+    log(f"MLflow stays stopped until `make deploy ENV={env.name}` migrates and starts it")
     return safety
+
+
+def _restore_kube(env: Environment, backup_dir: Path, manifest: dict, same_kind: bool) -> Path:
+    """Through the API: MLflow scaled to 0, the databases and the SFTP data replaced in their
+    pods, the release's Secrets patched back (a backup of a release), the pods whose Secrets
+    changed restarted, MLflow scaled back; its init container migrates the restored schema."""
+    kenv = kube_env(env)
+    safety = backup(env, label="before-restore")
+    mlflow = kenv.workload("mlflow")
+    replicas = kenv.replicas(mlflow) or 1
+    log(f"scaling {mlflow} to 0 while its data is replaced")
+    kenv.scale(mlflow, 0, "mlflow")
+    try:
+        _recreate_databases(kenv.exec_target("postgresql"), backup_dir, manifest)
+        _restore_sftp(kenv.exec_target("sftp"), backup_dir, manifest)
+        if same_kind:
+            changed = _restore_kube_secrets(kenv, backup_dir)
+            _restore_people(env, backup_dir)
+            for component in ("postgresql", "sftp"):
+                if changed & {component}:
+                    workload = kenv.workload(component)
+                    log(f"restarting {workload} on its restored Secrets")
+                    kenv.run("rollout", "restart", workload)
+                    kenv.rollout_status(workload)
+    except CommandError as exc:
+        raise _half_way(env, safety, exc) from None
+    log(f"scaling {mlflow} back to {replicas}; its init container migrates the restored schema")
+    kenv.scale(mlflow, replicas, "mlflow")
+    return safety
+
+
+def _restore_kube_secrets(kenv: KubeEnv, backup_dir: Path) -> set[str]:
+    """Patch the release's Secrets back to the backup's; return the components whose changed."""
+    path = backup_dir / KUBE_SECRETS
+    if not path.is_file():
+        return set()
+    saved = json.loads(path.read_text())
+    changed: set[str] = set()
+    for component in SECRET_COMPONENTS:
+        for secret in kenv.items("secrets", component):
+            name = secret["metadata"]["name"]
+            if name not in saved:
+                log(f"note: the backup holds no Secret {name}; it stays as it is")
+            elif kenv.patch_secret(name, saved[name]):
+                log(f"restored the Secret {name}")
+                changed.add(component)
+    return changed
 
 
 def confirm_restore(env: Environment, backup_dir: Path) -> None:
@@ -184,8 +292,7 @@ def confirm_restore(env: Environment, backup_dir: Path) -> None:
 
 def restore_command(env_name: str, source: str) -> None:
     env = check_environment(env_name)
-    denv = docker_env(env)
-    backup_dir = Path(source) if source else latest_backup(denv)
+    backup_dir = Path(source) if source else latest_backup(backup_root(env), env.name)
     manifest = verify(backup_dir)
     check_mlflow_version(manifest, image_set().mlflow_version)
     confirm_restore(env, backup_dir)

@@ -18,15 +18,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .docker_env import EXEC_TIMEOUT_S, docker_exec
+from .docker_env import EXEC_TIMEOUT_S, ExecTarget, docker_exec, exec_argv, target_name
 from .shell import CommandError
 
 TREE = "sftp"
 # type, size, mtime, octal mode, symlink target, path relative to the root; NUL-terminated.
-LIST_SCRIPT = r'cd "$1" && exec find . -mindepth 1 -printf "%y\t%s\t%T@\t%m\t%l\t%P\0"'
+# lost+found (the root of an ext4 volume, as many PVCs are) belongs to root and is no data.
+LIST_SCRIPT = (
+    r'cd "$1" && exec find . -mindepth 1 -path ./lost+found -prune -o '
+    r'-printf "%y\t%s\t%T@\t%m\t%l\t%P\0"'
+)
 TAR_OUT_SCRIPT = 'cd "$1" && exec tar --null --no-recursion -T - -cf -'
 # The volume's root belongs to root: replace its children, never the root itself.
-TAR_IN_SCRIPT = 'find "$1" -mindepth 1 -delete && exec tar -C "$1" --no-same-owner -xpf -'
+TAR_IN_SCRIPT = (
+    'find "$1" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} + && '
+    'exec tar -C "$1" --no-same-owner -xpf -'
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def parse_listing(raw: bytes) -> list[Entry]:
     return entries
 
 
-def list_volume(container: str, root: str) -> list[Entry]:
+def list_volume(container: ExecTarget, root: str) -> list[Entry]:
     with tempfile.TemporaryFile() as out:
         docker_exec(container, LIST_SCRIPT, root, stdout=out)  # type: ignore[arg-type]
         out.seek(0)
@@ -83,7 +90,7 @@ def _file_record(entry: Entry, sha256: str) -> dict:
 
 
 def copy_out(
-    container: str, root: str, target: Path, previous: dict, previous_dir: Path | None
+    container: ExecTarget, root: str, target: Path, previous: dict, previous_dir: Path | None
 ) -> tuple[dict, dict, dict, int]:
     """Copy the volume into target/sftp/; return (files, dirs, links, bytes transferred).
 
@@ -114,10 +121,10 @@ def copy_out(
     return files, dirs, links, sum(entry.size for entry in wanted.values())
 
 
-def _fetch(container: str, root: str, tree: Path, wanted: dict[str, Entry]) -> dict:
+def _fetch(container: ExecTarget, root: str, tree: Path, wanted: dict[str, Entry]) -> dict:
     """Stream the wanted files out of the container as tar; write and hash each one."""
     names = b"".join(f"./{path}".encode("utf-8", "surrogateescape") + b"\0" for path in wanted)
-    command = ["docker", "exec", "-i", container, "sh", "-c", TAR_OUT_SCRIPT, "sh", root]
+    command = [*exec_argv(container), "sh", "-c", TAR_OUT_SCRIPT, "sh", root]
     files: dict = {}
     with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as listing:
         listing.write(names)
@@ -142,7 +149,8 @@ def _fetch(container: str, root: str, tree: Path, wanted: dict[str, Entry]) -> d
         errors.seek(0)
         if returncode != 0:
             message = errors.read().decode(errors="replace").strip()[-1500:]
-            raise CommandError(f"copying the SFTP data out of {container} failed: {message}")
+            where = target_name(container)
+            raise CommandError(f"copying the SFTP data out of {where} failed: {message}")
     if missing := sorted(set(wanted) - {key.removeprefix(f"{TREE}/") for key in files}):
         raise CommandError(f"{len(missing)} file(s) vanished during the backup, e.g. {missing[0]}")
     return files
@@ -152,9 +160,9 @@ def private_opener(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
-def copy_in(container: str, root: str, backup_dir: Path, manifest: dict) -> None:
+def copy_in(container: ExecTarget, root: str, backup_dir: Path, manifest: dict) -> None:
     """Replace the volume's contents by the backup's tree, modes and times included."""
-    command = ["docker", "exec", "-i", container, "sh", "-c", TAR_IN_SCRIPT, "sh", root]
+    command = [*exec_argv(container), "sh", "-c", TAR_IN_SCRIPT, "sh", root]
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
         assert process.stdin is not None
@@ -167,7 +175,8 @@ def copy_in(container: str, root: str, backup_dir: Path, manifest: dict) -> None
         errors.seek(0)
         if returncode != 0:
             message = errors.read().decode(errors="replace").strip()[-1500:]
-            raise CommandError(f"writing the SFTP data into {container} failed: {message}")
+            where = target_name(container)
+            raise CommandError(f"writing the SFTP data into {where} failed: {message}")
 
 
 def _member(name: str, kind: bytes, mode: int, mtime: str) -> tarfile.TarInfo:

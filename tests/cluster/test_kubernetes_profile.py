@@ -8,18 +8,26 @@ target starts it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import mlflow
 import pytest
+import requests
+from mlopskit.backup import verify
 from mlopskit.stack import load_stack
+from mlopskit.versions import image_set
 
 from tests.cluster.cluster_support import (
     KUBECONFIG,
+    PERSON,
     Env,
     check_persistence,
     health,
@@ -47,7 +55,12 @@ def fresh_release() -> Iterator[None]:
     purge()
     yield
     ENV.save_timings()
+    deployed = (ENV.build_dir / "stack.json").is_file()
+    backup_root = load_stack(ENV.name).backup_dir if deployed else None
     purge()
+    # Backups outlive a purge by design; these were the test's own.
+    if backup_root is not None:
+        shutil.rmtree(backup_root, ignore_errors=True)
 
 
 def test_cold_deploy_leaves_unrelated_processes_alone():
@@ -225,6 +238,121 @@ def test_redeploy_finds_every_run():
     persisted = check_persistence(ENV)
     assert persisted.returncode == 0, persisted.explain()
     assert "persistence ok" in persisted.output
+
+
+def tracking_status(connection: dict[str, str], path: str) -> int:
+    return requests.get(
+        connection["MLFLOW_TRACKING_URI"] + path, timeout=60,
+        auth=(connection["MLFLOW_TRACKING_USERNAME"], connection["MLFLOW_TRACKING_PASSWORD"]),
+    ).status_code  # fmt: skip
+
+
+def test_backup_and_restore_through_the_api():
+    """make backup and make restore with kubectl only: after a restore, a run made and a
+    password rotated after the backup are undone, and every recorded run, model and DVC
+    object is back."""
+    result = make("backup", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+    ENV.timings["backup"] = result.seconds
+    backup_dir = Path(result.output.strip().splitlines()[-1])
+    manifest = verify(backup_dir)
+    assert manifest["target"] == "kubernetes"
+    assert manifest["images"]["mlflow"].endswith(f":{image_set().mlflow_version}")
+    assert any(name.startswith("sftp/dvc/") for name in manifest["files"]), "no DVC object"
+    secrets = json.loads((backup_dir / "kubernetes-secrets.json").read_text())
+    assert set(secrets) >= set(ENV.names("secrets", "app.kubernetes.io/component=postgresql"))
+    for private in (backup_dir, backup_dir / "kubernetes-secrets.json"):
+        assert private.stat().st_mode & 0o077 == 0, f"{private} is readable by others"
+
+    before = ENV.connection()
+    client = mlflow.MlflowClient(before["MLFLOW_TRACKING_URI"])
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in before.items():
+            env.setenv(key, value)
+        experiment = client.create_experiment(f"after-backup-{time.time_ns()}")
+        later_run = client.create_run(experiment).info.run_id
+    rotated = make("rotate-user", ENV=ENV.name, NAME=PERSON)
+    assert rotated.returncode == 0, rotated.explain()
+    assert tracking_status(before, "/api/2.0/mlflow/experiments/search?max_results=1") == 401
+
+    restored = make("restore", ENV=ENV.name, FROM=str(backup_dir), YES="1")
+    assert restored.returncode == 0, restored.explain()
+    ENV.timings["restore (with its safety backup and deploy)"] = restored.seconds
+    assert ENV.connection() == before, "the person's restored connection.env differs"
+    persisted = check_persistence(ENV)
+    assert persisted.returncode == 0, persisted.explain()
+    assert "persistence ok" in persisted.output
+    assert tracking_status(before, f"/api/2.0/mlflow/runs/get?run_id={later_run}") == 404
+
+
+def log_run_with_artifact(connection: dict[str, str], tmp_path: Path) -> tuple[str, str]:
+    """As the person of `connection`, with the stock client: a run with one artifact; return
+    the run's id and the artifact's SHA-256."""
+    artifact = tmp_path / "weights.bin"
+    artifact.write_bytes(os.urandom(300_000))
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in connection.items():
+            env.setenv(key, value)
+        client = mlflow.MlflowClient(connection["MLFLOW_TRACKING_URI"])
+        experiment = client.create_experiment(f"moved-{time.time_ns()}")
+        run_id = client.create_run(experiment).info.run_id
+        client.log_metric(run_id, "loss", 0.25)
+        client.log_artifact(run_id, str(artifact))
+    return run_id, hashlib.sha256(artifact.read_bytes()).hexdigest()
+
+
+def read_run(connection: dict[str, str], run_id: str, tmp_path: Path) -> tuple[float, str]:
+    """As the person of `connection`: the run's loss and its artifact's SHA-256."""
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in connection.items():
+            env.setenv(key, value)
+        client = mlflow.MlflowClient(connection["MLFLOW_TRACKING_URI"])
+        loss = client.get_run(run_id).data.metrics["loss"]
+        local = client.download_artifacts(run_id, "weights.bin", str(tmp_path))
+    return loss, hashlib.sha256(Path(local).read_bytes()).hexdigest()
+
+
+def test_a_docker_backup_moves_to_the_cluster_and_back(tmp_path: Path):
+    """Docker -> Kubernetes -> Docker: a run and its artifact, logged on the Docker target,
+    restored into the release, then a backup of the release restored into Docker; each side
+    keeps its own credentials, and its person reads the run with them."""
+    docker_env = Env(name="e2e", namespace="", release="")
+    make("destroy", ENV=docker_env.name, PURGE="1", YES="1")
+    deployed = make("deploy", ENV=docker_env.name)
+    assert deployed.returncode == 0, deployed.explain()
+    try:
+        docker_person = docker_env.connection()
+        run_id, digest = log_run_with_artifact(docker_person, tmp_path / "logged")
+        docker_backup = make("backup", ENV=docker_env.name)
+        assert docker_backup.returncode == 0, docker_backup.explain()
+
+        moved = make("restore", ENV=ENV.name, FROM=docker_backup.output.split()[-1], YES="1")
+        assert moved.returncode == 0, moved.explain()
+        ENV.timings["restore of a Docker backup"] = moved.seconds
+        assert "the backup comes from target docker" in moved.output
+        cluster_person = ENV.connection()
+        assert (
+            cluster_person["MLFLOW_TRACKING_PASSWORD"] != docker_person["MLFLOW_TRACKING_PASSWORD"]
+        )
+        assert read_run(cluster_person, run_id, tmp_path / "on-cluster") == (0.25, digest)
+        assert tracking_status(docker_person, f"/api/2.0/mlflow/runs/get?run_id={run_id}") == 200
+        assert tracking_status(
+            {**docker_person, "MLFLOW_TRACKING_URI": cluster_person["MLFLOW_TRACKING_URI"]},
+            f"/api/2.0/mlflow/runs/get?run_id={run_id}",
+        ) == 401, "the Docker environment's password opens the cluster"  # fmt: skip
+
+        cluster_backup = make("backup", ENV=ENV.name)
+        assert cluster_backup.returncode == 0, cluster_backup.explain()
+        back = make("restore", ENV=docker_env.name, FROM=cluster_backup.output.split()[-1], YES="1")
+        assert back.returncode == 0, back.explain()
+        assert "the backup comes from target kubernetes" in back.output
+        assert docker_env.connection() == docker_person, "the Docker credentials changed"
+        assert read_run(docker_person, run_id, tmp_path / "back") == (0.25, digest)
+    finally:
+        backups = load_stack(docker_env.name).backup_dir
+        purged = make("destroy", ENV=docker_env.name, PURGE="1", YES="1")
+        assert purged.returncode == 0, purged.explain()
+        shutil.rmtree(backups, ignore_errors=True)  # type: ignore[arg-type]
 
 
 def test_fullname_override_deploys_and_purges():

@@ -398,6 +398,22 @@ def test_removed_person_loses_access_and_keeps_their_runs(
     assert stale.status_code == 401
 
 
+def test_the_admin_password_follows_its_secret_file(server: Server) -> None:
+    """Replacing the mounted admin secret and restarting rotates the admin's password (also
+    what opens an auth database restored from another environment); the old one is refused."""
+    secret = server.people_dir.parent / "secrets" / "admin"
+    old, new = server.passwords["admin"], new_secret()
+    secret.write_text(new + "\n")
+    server.container.restart()
+    server.container.wait_healthy()
+    current = requests.get(f"{server.url}{API}/users/current", auth=("admin", new), timeout=30)
+    assert current.ok, current.text
+    assert current.json()["user"]["is_admin"] is True
+    stale = requests.get(f"{server.url}{API}/users/current", auth=("admin", old), timeout=30)
+    assert stale.status_code == 401
+    server.passwords["admin"] = new
+
+
 @pytest.mark.parametrize(
     ("people", "message"),
     [

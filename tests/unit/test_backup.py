@@ -98,12 +98,12 @@ def test_latest_backup_skips_safety_copies_and_partial_ones(tmp_path: Path) -> N
     for name in ("20261101T000000Z", "20261102T000000Z", "20261103T000000Z-before-restore"):
         make_backup(denv.backup_root / name, {})
     (denv.backup_root / "20261104T000000Z.partial").mkdir()
-    assert backup.latest_backup(denv).name == "20261102T000000Z"
+    assert backup.latest_backup(denv.backup_root, "x").name == "20261102T000000Z"
 
 
 def test_no_backup_names_the_command_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="make backup ENV=x"):
-        backup.latest_backup(in_root(tmp_path))
+        backup.latest_backup(in_root(tmp_path).backup_root, "x")
 
 
 def test_retention_keeps_the_newest(tmp_path: Path) -> None:
@@ -136,9 +136,9 @@ def deploy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "deploy"
 
 
-def test_only_the_docker_target_is_covered(deploy_dir: Path) -> None:
+def test_docker_names_are_not_made_up_for_another_target(deploy_dir: Path) -> None:
     (deploy_dir / "settings.yml").write_text("mlops_target: kubernetes\n")
-    with pytest.raises(CommandError, match="cover target docker"):
+    with pytest.raises(CommandError, match="'kubernetes', not docker"):
         docker_env(Environment("x"))
 
 

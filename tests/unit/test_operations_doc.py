@@ -1,6 +1,6 @@
 """docs/operations.md promises that `make test` runs every command of its `sh` blocks: each one
-must match a call in tests/e2e (same make target and the same variables, or the same program
-and options), and each make target must exist."""
+must match a call in tests/e2e or tests/cluster (same make target and the same variables, or
+the same program and options), and each make target must exist."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = REPO_ROOT / "docs" / "operations.md"
-E2E_SOURCES = "\n".join(p.read_text() for p in sorted((REPO_ROOT / "tests" / "e2e").glob("*.py")))
+E2E_SOURCES = "\n".join(
+    p.read_text()
+    for suite in ("e2e", "cluster")
+    for p in sorted((REPO_ROOT / "tests" / suite).glob("*.py"))
+)
 MAKEFILES = "\n".join(
     p.read_text() for p in [REPO_ROOT / "Makefile", *sorted((REPO_ROOT / "mk").glob("*.mk"))]
 )

@@ -198,6 +198,9 @@ def test_the_kubernetes_role_writes_what_the_reader_reads(tmp_path: Path, access
     # build/ beside the playbook's directory: the repository root in a real deploy.
     build = stack.controller.build_dir
     assert build == tmp_path.parent / "build" / "kx"
+    # What backup and restore reach the release with (kube_env.py).
+    assert stack.backup_dir == Path("/var/backups/mlops-kit/kx")
+    assert (stack.extra["kubeconfig"], stack.extra["context"]) == ("", "")
     assert (stack.controller.admin_env, stack.controller.secrets_dir) == (
         build / "admin.env", build / "secrets",
     )  # fmt: skip

@@ -70,20 +70,46 @@ def _ensure_roles(store: SqlAlchemyStore) -> dict[str, int]:
     return ids
 
 
+def converge_admin(store: SqlAlchemyStore, name: str, password: str, report: Report) -> None:
+    """The bootstrap admin exists, is an admin and has the mounted password. So a rotated
+    admin secret takes effect at the next start, and an auth database restored from another
+    environment (other secrets) opens with this one's."""
+    if not store.has_user(name, use_primary=True):
+        store.create_user(name, password, is_admin=True)
+        report.created.append(name)
+        return
+    changed = False
+    if not store.authenticate_user(name, password, use_primary=True):
+        store.update_user(name, password=password)
+        changed = True
+    if not store.get_user(name).is_admin:
+        store.update_user(name, is_admin=True)
+        changed = True
+    if changed:
+        report.updated.append(name)
+
+
 def converge(
-    db_uri: str, accounts: list[Account], managed_roles: set[str], protected: set[str]
+    db_uri: str,
+    accounts: list[Account],
+    managed_roles: set[str],
+    protected: set[str],
+    admin: tuple[str, str] | None = None,
 ) -> Report:
     """Make the auth DB hold exactly ``accounts`` among the users of ``managed_roles``.
 
     A user holding one of the kit roles in ``managed_roles`` and not in ``accounts`` is
-    deleted; ``protected`` names accounts that never are (the bootstrap admin).
+    deleted; ``protected`` names accounts that never are (the bootstrap admin). ``admin``
+    (name, password): the bootstrap admin, converged first.
     """
     store = SqlAlchemyStore()
     store.init_db(db_uri)
+    report = Report()
+    if admin is not None:
+        converge_admin(store, *admin, report)
     role_ids = _ensure_roles(store)
     kit_role_ids = set(role_ids.values())
     managed_ids = {role_ids[role] for role in managed_roles}
-    report = Report()
     report.skipped = [account.name for account in accounts if not expressible(account.role)]
     accounts = [account for account in accounts if account.name not in report.skipped]
     wanted = {account.name for account in accounts}
