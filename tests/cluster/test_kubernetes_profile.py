@@ -22,6 +22,7 @@ import mlflow
 import pytest
 import requests
 from mlopskit.backup import verify
+from mlopskit.environments import parse_connection_env
 from mlopskit.stack import load_stack
 from mlopskit.versions import image_set
 
@@ -271,6 +272,10 @@ def test_backup_and_restore_through_the_api():
             env.setenv(key, value)
         experiment = client.create_experiment(f"after-backup-{time.time_ns()}")
         later_run = client.create_run(experiment).info.run_id
+    # The admin, for whom a missing run is a 404 (a person gets a 403 for it, as for any run
+    # they may not read).
+    admin = parse_connection_env((ENV.build_dir / "admin.env").read_text())
+    assert tracking_status(admin, f"/api/2.0/mlflow/runs/get?run_id={later_run}") == 200
     rotated = make("rotate-user", ENV=ENV.name, NAME=PERSON)
     assert rotated.returncode == 0, rotated.explain()
     assert tracking_status(before, "/api/2.0/mlflow/experiments/search?max_results=1") == 401
@@ -282,12 +287,13 @@ def test_backup_and_restore_through_the_api():
     persisted = check_persistence(ENV)
     assert persisted.returncode == 0, persisted.explain()
     assert "persistence ok" in persisted.output
-    assert tracking_status(before, f"/api/2.0/mlflow/runs/get?run_id={later_run}") == 404
+    assert tracking_status(admin, f"/api/2.0/mlflow/runs/get?run_id={later_run}") == 404
 
 
 def log_run_with_artifact(connection: dict[str, str], tmp_path: Path) -> tuple[str, str]:
     """As the person of `connection`, with the stock client: a run with one artifact; return
     the run's id and the artifact's SHA-256."""
+    tmp_path.mkdir(parents=True)
     artifact = tmp_path / "weights.bin"
     artifact.write_bytes(os.urandom(300_000))
     with pytest.MonkeyPatch.context() as env:
@@ -303,6 +309,7 @@ def log_run_with_artifact(connection: dict[str, str], tmp_path: Path) -> tuple[s
 
 def read_run(connection: dict[str, str], run_id: str, tmp_path: Path) -> tuple[float, str]:
     """As the person of `connection`: the run's loss and its artifact's SHA-256."""
+    tmp_path.mkdir(parents=True)
     with pytest.MonkeyPatch.context() as env:
         for key, value in connection.items():
             env.setenv(key, value)
