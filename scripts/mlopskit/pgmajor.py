@@ -284,7 +284,7 @@ def _restore_into_new_major(env: Environment, state: dict) -> int:
     backup_dir = Path(state["backup"])
     manifest = verify(backup_dir)
     _forget_migration(denv)
-    _recreate_databases(denv, backup_dir, manifest)
+    _recreate_databases(postgresql, backup_dir, manifest)
     counts = table_counts(postgresql, manifest["databases"])
     if counts != state["counts"]:
         differ = sorted(k for k in set(counts) | set(state["counts"])
