@@ -177,21 +177,24 @@ def purge_plan(denv: DockerEnv) -> tuple[list[str], list[str]]:
     return deleted, kept
 
 
-# Where a command runs: a Docker container's name, or the argv prefix that runs a command in a
-# Kubernetes pod's container (kube_env.py: `kubectl exec -i <pod> -c <container> --`).
-ExecTarget = str | tuple[str, ...]
+@dataclass(frozen=True)
+class PodExec:
+    """A container of a Kubernetes pod, reached with `kubectl exec` (kube_env.py)."""
+
+    argv: tuple[str, ...]  # the command prefix, up to and including `--`
+    name: str  # <pod>/<container>, for messages
+
+
+# Where a command runs: a Docker container (its name) or a pod's container.
+ExecTarget = str | PodExec
 
 
 def exec_argv(target: ExecTarget) -> list[str]:
-    return ["docker", "exec", "-i", target] if isinstance(target, str) else list(target)
+    return ["docker", "exec", "-i", target] if isinstance(target, str) else list(target.argv)
 
 
 def target_name(target: ExecTarget) -> str:
-    """The container, or the pod/container, for messages."""
-    if isinstance(target, str):
-        return target
-    pod = target[target.index("exec") + 2] if "exec" in target else " ".join(target)
-    return f"{pod}/{target[-2]}" if len(target) > 1 and target[-3] == "-c" else pod
+    return target if isinstance(target, str) else target.name
 
 
 def docker_exec(

@@ -9,17 +9,16 @@ container has the service's name.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .docker_env import PodExec
 from .environments import Environment
 from .k8s_tools import ToolError, find_tool
-from .shell import CommandError, log
+from .shell import CommandError
 from .stack import Stack, load_stack
 
 KUBE_TARGETS = ("kubernetes", "openshift")
@@ -74,9 +73,11 @@ class KubeEnv:
             f"{self.stack.namespace}; deploy first: make deploy ENV={self.env.name}"
         )
 
-    def exec_target(self, component: str) -> tuple[str, ...]:
-        """The argv prefix that runs a command in the component's main container."""
-        return (*self.kubectl, "exec", "-i", self.pod(component), "-c", component, "--")
+    def exec_target(self, component: str) -> PodExec:
+        """Where a command runs in the component's main container."""
+        pod = self.pod(component)
+        argv = (*self.kubectl, "exec", "-i", pod, "-c", component, "--")
+        return PodExec(argv, f"{pod}/{component}")
 
     def workload(self, component: str) -> str:
         """kind/name of the component's Deployment or StatefulSet."""
@@ -92,6 +93,7 @@ class KubeEnv:
     def scale(self, workload: str, replicas: int, component: str) -> None:
         self.run("scale", workload, f"--replicas={replicas}")
         if replicas == 0:
+            # Older kubectl fails when nothing matches (the pods are gone already).
             try:
                 self.run("wait", "--for=delete", "pods", "-l", self.selector(component),
                          "--timeout=300s")  # fmt: skip
@@ -127,16 +129,11 @@ class KubeEnv:
         if live == data:
             return False
         patch = {"data": {**{key: None for key in live if key not in data}, **data}}
-        with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
-            os.chmod(handle.name, 0o600)
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:  # created 0600
             json.dump(patch, handle)
             handle.flush()
             self.run("patch", "secret", name, "--type", "merge", "--patch-file", handle.name)
         return True
-
-
-def decoded_size(data: dict[str, str]) -> int:
-    return sum(len(base64.b64decode(value)) for value in data.values())
 
 
 def kube_env(env: Environment) -> KubeEnv:
@@ -157,6 +154,4 @@ def kube_env(env: Environment) -> KubeEnv:
     if context := stack.extra.get("context"):
         kubectl += ["--context", str(context)]
     kubectl += ["--namespace", stack.namespace]
-    kenv = KubeEnv(env, stack, tuple(kubectl), stack.backup_dir)
-    log(f"{env.name}: release {stack.release} in namespace {stack.namespace}")
-    return kenv
+    return KubeEnv(env, stack, tuple(kubectl), stack.backup_dir)

@@ -41,6 +41,7 @@ from .docker_env import (
     docker_env,
     docker_exec,
     lines,
+    pg_tool,
     read_settings,
 )
 from .environments import Environment, check_environment
@@ -58,13 +59,7 @@ PSQL_RECREATE = (
     'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec psql -X -q -v ON_ERROR_STOP=1 '
     '-v db="$1" -v owner="$POSTGRESQL_APP_USER" --username postgres --dbname postgres'
 )
-# As the application user (SET ROLE), so the objects belong to it whatever owned them where
-# the dump was taken.
-PG_RESTORE = (
-    'PGPASSWORD="$(cat "$POSTGRESQL_PASSWORD_FILE")" exec pg_restore --single-transaction '
-    '--exit-on-error --no-owner --no-privileges --role="$POSTGRESQL_APP_USER" '
-    '--username postgres --dbname "$1"'
-)
+APP_USER_SCRIPT = 'printf "%s\\n" "$POSTGRESQL_APP_USER"'
 # Secrets of the PostgreSQL cluster, which a restore keeps (it restores databases, not the
 # cluster): the image sets the superuser password through a login with the current one.
 CLUSTER_SECRETS = ("postgresql_superuser_password",)
@@ -105,14 +100,20 @@ def _recreate_databases(postgresql: ExecTarget, backup_dir: Path, manifest: dict
             f"has {len(current)} ({', '.join(current)}): enable or disable MLflow's "
             "authentication here as it was where the backup was taken; nothing was changed"
         )
+    (owner,) = lines(docker_exec(postgresql, APP_USER_SCRIPT))
+    for name in (*dumped, *current, owner):
+        if not IDENTIFIER.match(name):
+            raise CommandError(f"refusing the database or role name {name!r}; nothing was changed")
     for source, database in zip(dumped, current, strict=True):
-        for name in (source, database):
-            if not IDENTIFIER.match(name):
-                raise CommandError(f"the backup names a database {name!r}; refusing it")
         log(f"re-creating database {database} from the dump of {source}")
         docker_exec(postgresql, PSQL_RECREATE, database, data=RECREATE_SQL)
         with (backup_dir / str(dump_file(manifest["files"], source))).open("rb") as dump:
-            docker_exec(postgresql, PG_RESTORE, database, stdin=dump)
+            # As the application user (SET ROLE): the objects become its own, whoever owned
+            # them where the dump was taken.
+            pg_tool(
+                postgresql, database, "pg_restore", "--single-transaction", "--exit-on-error",
+                "--no-owner", "--no-privileges", f"--role={owner}", stdin=dump,
+            )  # fmt: skip
 
 
 def _restore_sftp(sftp: ExecTarget, backup_dir: Path, manifest: dict) -> None:
@@ -236,6 +237,7 @@ def _restore_kube(env: Environment, backup_dir: Path, manifest: dict, same_kind:
     kenv = kube_env(env)
     safety = backup(env, label="before-restore")
     mlflow = kenv.workload("mlflow")
+    # 0 only after a restore that stopped half-way: MLflow must serve again after this one.
     replicas = kenv.replicas(mlflow) or 1
     log(f"scaling {mlflow} to 0 while its data is replaced")
     kenv.scale(mlflow, 0, "mlflow")
@@ -246,7 +248,7 @@ def _restore_kube(env: Environment, backup_dir: Path, manifest: dict, same_kind:
             changed = _restore_kube_secrets(kenv, backup_dir)
             _restore_people(env, backup_dir)
             for component in ("postgresql", "sftp"):
-                if changed & {component}:
+                if component in changed:
                     workload = kenv.workload(component)
                     log(f"restarting {workload} on its restored Secrets")
                     kenv.run("rollout", "restart", workload)

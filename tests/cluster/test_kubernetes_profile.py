@@ -1,10 +1,11 @@
 """The chart and the mlops_kubernetes role on the throwaway cluster (environment `cluster`), in
 order: cold deploy, an unchanged second deploy, the smoke suite through kubectl, `helm test`,
 every pod deleted and killed under logging load, a helm upgrade while 2 MLflow replicas serve,
-smoke naming the fix when the port-forward is gone, destroy that keeps the data, redeploy, a
-release with fullnameOverride, and a purge. The tests share one release, so they run in file
-order and stop at the first failure (pytest -x in mk/cluster.mk). Needs `make cluster` (the make
-target starts it)."""
+smoke naming the fix when the port-forward is gone, destroy that keeps the data, redeploy,
+backup and restore through the API, an upgrade that backs up first, a Docker backup moved to
+the release and back, a release with fullnameOverride, and a purge. The tests share one
+release, so they run in file order and stop at the first failure (pytest -x in mk/cluster.mk).
+Needs `make cluster` (the make target starts it)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from tests.cluster.cluster_support import (
 )
 from tests.cluster.load import MetricLoad, Prober
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
+from tests.support.hostile import OTHER_USERS, assert_unreadable
 
 ENV = Env(name="cluster", namespace="mlops", release="mlops")
 MLFLOW_PORT = 15100
@@ -262,8 +264,14 @@ def test_backup_and_restore_through_the_api():
     assert any(name.startswith("sftp/dvc/") for name in manifest["files"]), "no DVC object"
     secrets = json.loads((backup_dir / "kubernetes-secrets.json").read_text())
     assert set(secrets) >= set(ENV.names("secrets", "app.kubernetes.io/component=postgresql"))
-    for private in (backup_dir, backup_dir / "kubernetes-secrets.json"):
-        assert private.stat().st_mode & 0o077 == 0, f"{private} is readable by others"
+    # Another user of the controller reads no secret, dump or person's key of the backup.
+    private = [
+        backup_dir / "kubernetes-secrets.json", *backup_dir.glob("postgresql-*.dump"),
+        *(p for p in (backup_dir / "people").rglob("*") if p.is_file()),
+    ]  # fmt: skip
+    assert len(private) > 3, private
+    for uid_gid in OTHER_USERS:
+        assert_unreadable(private, uid_gid)
 
     before = ENV.connection()
     client = mlflow.MlflowClient(before["MLFLOW_TRACKING_URI"])
@@ -288,6 +296,20 @@ def test_backup_and_restore_through_the_api():
     assert persisted.returncode == 0, persisted.explain()
     assert "persistence ok" in persisted.output
     assert tracking_status(admin, f"/api/2.0/mlflow/runs/get?run_id={later_run}") == 404
+
+
+def test_upgrade_backs_up_first():
+    """`make upgrade` on a release: a -before-upgrade backup, complete, then the deploy."""
+    root = load_stack(ENV.name).backup_dir
+    assert root is not None
+    before = set(root.iterdir())
+    result = make("upgrade", ENV=ENV.name)
+    assert result.returncode == 0, result.explain()
+    ENV.timings["upgrade with the same versions (backup first)"] = result.seconds
+    (taken,) = set(root.iterdir()) - before
+    assert taken.name.endswith("-before-upgrade"), taken
+    assert verify(taken)["target"] == "kubernetes"
+    assert health(ENV.tracking_uri()) == 200
 
 
 def log_run_with_artifact(connection: dict[str, str], tmp_path: Path) -> tuple[str, str]:
@@ -327,6 +349,7 @@ def test_a_docker_backup_moves_to_the_cluster_and_back(tmp_path: Path):
     make("destroy", ENV=docker_env.name, PURGE="1", YES="1")
     deployed = make("deploy", ENV=docker_env.name)
     assert deployed.returncode == 0, deployed.explain()
+    backups = load_stack(docker_env.name).backup_dir
     try:
         docker_person = docker_env.connection()
         run_id, digest = log_run_with_artifact(docker_person, tmp_path / "logged")
@@ -356,7 +379,6 @@ def test_a_docker_backup_moves_to_the_cluster_and_back(tmp_path: Path):
         assert docker_env.connection() == docker_person, "the Docker credentials changed"
         assert read_run(docker_person, run_id, tmp_path / "back") == (0.25, digest)
     finally:
-        backups = load_stack(docker_env.name).backup_dir
         purged = make("destroy", ENV=docker_env.name, PURGE="1", YES="1")
         assert purged.returncode == 0, purged.explain()
         shutil.rmtree(backups, ignore_errors=True)  # type: ignore[arg-type]

@@ -6,26 +6,26 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 from mlopskit import kube_env as kube_env_module
 from mlopskit import restore, snapshot
-from mlopskit.docker_env import exec_argv, target_name
+from mlopskit.docker_env import PodExec, exec_argv, target_name
 from mlopskit.environments import Environment
 from mlopskit.kube_env import KubeEnv, kube_env
 from mlopskit.shell import CommandError
 from mlopskit.stack import STACK_VERSION, parse_stack
-
-KUBECTL_PREFIX = ("kubectl", "--namespace", "ml", "exec", "-i", "pg-0", "-c", "postgresql", "--")
+from mlopskit.versions import REPO_ROOT
 
 
 def test_a_docker_container_and_a_pod_are_both_exec_targets() -> None:
+    pod = PodExec(("kubectl", "exec", "-i", "pg-0", "-c", "postgresql", "--"), "pg-0/postgresql")
     assert exec_argv("mlops-x-sftp") == ["docker", "exec", "-i", "mlops-x-sftp"]
-    assert exec_argv(KUBECTL_PREFIX) == list(KUBECTL_PREFIX)
-    assert target_name("mlops-x-sftp") == "mlops-x-sftp"
-    assert target_name(KUBECTL_PREFIX) == "pg-0/postgresql"
+    assert exec_argv(pod) == list(pod.argv)
+    assert (target_name("mlops-x-sftp"), target_name(pod)) == ("mlops-x-sftp", "pg-0/postgresql")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,9 @@ def test_commands_run_in_a_ready_pod_only(build: Path, monkeypatch: pytest.Monke
         pod("ok", "Running", True),
     ]
     monkeypatch.setattr(KubeEnv, "items", lambda self, kind, component: pods)
-    assert kenv.exec_target("sftp")[-5:] == ("-i", "ok", "-c", "sftp", "--")
+    target = kenv.exec_target("sftp")
+    assert target.argv[-5:] == ("-i", "ok", "-c", "sftp", "--")
+    assert target.name == "ok/sftp"
     pods.pop()
     with pytest.raises(CommandError, match=r"no ready sftp pod of release r.*make deploy ENV=kx"):
         kenv.pod("sftp")
@@ -109,13 +111,25 @@ def test_commands_run_in_a_ready_pod_only(build: Path, monkeypatch: pytest.Monke
 def test_databases_restore_by_role_and_a_mismatch_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, ...]] = []
+    """Dumps of mlflow and mlflow_auth go into this environment's tracking and auth databases,
+    owned by its application user; a different count, or a name that is no identifier, is
+    refused before a database is touched."""
+    changes: list[tuple[str, ...]] = []
+    answers = {
+        restore.PG_DATABASES_SCRIPT: "tracking\ntracking_auth\n",
+        restore.APP_USER_SCRIPT: "app\n",
+    }
 
     def fake_exec(target: object, script: str, *args: str, **_: object) -> str:
-        calls.append(args)
-        return "tracking\ntracking_auth\n" if script == restore.PG_DATABASES_SCRIPT else ""
+        if script in answers:
+            return answers[script]
+        changes.append(("recreate", *args))
+        return ""
 
     monkeypatch.setattr(restore, "docker_exec", fake_exec)
+    monkeypatch.setattr(
+        restore, "pg_tool", lambda target, db, *command, **_: changes.append((db, *command))
+    )
     for name in ("postgresql-mlflow.dump", "postgresql-mlflow_auth.dump"):
         (tmp_path / name).write_bytes(b"dump")
     manifest = {
@@ -123,16 +137,18 @@ def test_databases_restore_by_role_and_a_mismatch_changes_nothing(
         "files": {"postgresql-mlflow.dump": {}, "postgresql-mlflow_auth.dump": {}},
     }
     restore._recreate_databases("pg", tmp_path, manifest)
-    assert [args for args in calls if args] == [
-        ("tracking",),
-        ("tracking",),
-        ("tracking_auth",),
-        ("tracking_auth",),
-    ]
-    calls.clear()
+    assert [change[:2] for change in changes] == [
+        ("recreate", "tracking"), ("tracking", "pg_restore"),
+        ("recreate", "tracking_auth"), ("tracking_auth", "pg_restore"),
+    ]  # fmt: skip
+    assert all("--role=app" in change for change in changes if change[1] == "pg_restore")
+    changes.clear()
     with pytest.raises(CommandError, match=r"holds 1 database.*has 2.*nothing was changed"):
         restore._recreate_databases("pg", tmp_path, {**manifest, "databases": ["mlflow"]})
-    assert calls == [()], "a database was touched before the mismatch was found"
+    answers[restore.APP_USER_SCRIPT] = "app; drop\n"
+    with pytest.raises(CommandError, match=r"refusing .*'app; drop'.*nothing was changed"):
+        restore._recreate_databases("pg", tmp_path, manifest)
+    assert changes == [], "a database was touched before the refusal"
 
 
 def run_script(script: str, root: Path, stdin: bytes = b"") -> bytes:
@@ -169,3 +185,50 @@ def test_a_restore_replaces_the_data_and_leaves_lost_and_found(volume: Path) -> 
     assert sorted(str(p.relative_to(volume)) for p in volume.rglob("*")) == [
         "dvc", "dvc/ab", "dvc/ab/cdef", "lost+found", "lost+found/#123"
     ]  # fmt: skip
+
+
+VALIDATE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  vars_files: [{role}/defaults/main.yml, {role}/vars/main.yml]
+  vars:
+    mlops_env: kx
+    mlops_target: kubernetes
+  tasks:
+    - ansible.builtin.import_tasks: {role}/tasks/validate.yml
+"""
+
+
+def validate_backup_dir(tmp_path: Path, backup_dir: str | None) -> subprocess.CompletedProcess:
+    """The role's checks (tasks/validate.yml), as a deploy runs them; the play's directory's
+    parent stands for the repository, so build/kx/ is under tmp_path."""
+    play = tmp_path / "play" / "validate.yml"
+    play.parent.mkdir(exist_ok=True)
+    play.write_text(VALIDATE_PLAY.format(role=REPO_ROOT / "ansible/roles/mlops_kubernetes"))
+    extra = [] if backup_dir is None else ["-e", f"mlops_kubernetes_backup_dir={backup_dir}"]
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", '{"mlops_kubernetes_values_files": []}', *extra, str(play)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_default_backup_dir_passes_the_deploys_checks(tmp_path: Path) -> None:
+    result = validate_backup_dir(tmp_path, None)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("where", ["inside", "relative", "linked"])
+def test_a_backup_dir_that_a_purge_would_delete_is_refused(tmp_path: Path, where: str) -> None:
+    """Inside build/<env>/, relative (to wherever make runs), or a link into build/<env>/."""
+    build = tmp_path / "build" / "kx"
+    build.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(build)
+    value = {
+        "inside": f"{build}/backups", "relative": "backups", "linked": f"{tmp_path}/link/b",
+    }[where]  # fmt: skip
+    result = validate_backup_dir(tmp_path, value)
+    assert result.returncode != 0
+    assert f"mlops_kubernetes_backup_dir={value}" in result.stdout, result.stdout
+    assert "make destroy PURGE=1" in result.stdout
