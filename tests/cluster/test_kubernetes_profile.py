@@ -58,10 +58,11 @@ def fresh_release() -> Iterator[None]:
     purge()
     yield
     ENV.save_timings()
+    # After a failure: the backups outlive the purge by design, but these were the test's own
+    # (on success test_purge_removes_everything has checked and removed them).
     deployed = (ENV.build_dir / "stack.json").is_file()
     backup_root = load_stack(ENV.name).backup_dir if deployed else None
     purge()
-    # Backups outlive a purge by design; these were the test's own.
     if backup_root is not None:
         shutil.rmtree(backup_root, ignore_errors=True)
 
@@ -413,7 +414,13 @@ def test_fullname_override_deploys_and_purges():
 def test_purge_removes_everything():
     test_run = ENV.helm("test", ENV.release, "--timeout", "5m")
     assert test_run.returncode == 0, test_run.explain()
+    backup_root = load_stack(ENV.name).backup_dir
+    assert backup_root is not None
+    backups = sorted(backup_root.iterdir())
+    assert backups, "the backup tests left no backup to outlive the purge"
     purge()
+    assert sorted(backup_root.iterdir()) == backups, "PURGE=1 touched the backups"
+    shutil.rmtree(backup_root)  # this test's own backups
     assert ENV.names("pvc") == []
     assert ENV.names("secrets", "app.kubernetes.io/managed-by=Helm") == []
     assert ENV.names("pods") == [], "PURGE=1 left pods (the helm test pod?)"
