@@ -8,8 +8,8 @@ target (Docker: secrets/ and people/; Kubernetes: the release's Secrets and peop
 of the other kind moves the data only: the environment keeps its own credentials, and MLflow
 sets the admin's and the people's passwords from them when it starts.
 Docker: forget which image migrated the databases; `make restore` then runs `make deploy`, which
-migrates the restored schema if need be and starts MLflow. Kubernetes: MLflow is scaled back
-and its init container migrates.
+migrates the restored schema if need be and starts MLflow. Kubernetes: the migration Job is deleted,
+MLflow scaled back; `make restore` then runs `make deploy`, whose Job migrates.
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def _restore_docker(env: Environment, backup_dir: Path, manifest: dict, same_kin
 def _restore_kube(env: Environment, backup_dir: Path, manifest: dict, same_kind: bool) -> Path:
     """Through the API: MLflow scaled to 0, the databases and the SFTP data replaced in their
     pods, the release's Secrets patched back (a backup of a release), the pods whose Secrets
-    changed restarted, MLflow scaled back; its init container migrates the restored schema."""
+    changed restarted, the migration Job deleted (the deploy after it runs it again), MLflow
+    scaled back."""
     kenv = kube_env(env)
     safety = backup(env, label="before-restore")
     mlflow = kenv.workload("mlflow")
@@ -255,9 +256,19 @@ def _restore_kube(env: Environment, backup_dir: Path, manifest: dict, same_kind:
                     kenv.rollout_status(workload)
     except CommandError as exc:
         raise _half_way(env, safety, exc) from None
-    log(f"scaling {mlflow} back to {replicas}; its init container migrates the restored schema")
-    kenv.scale(mlflow, replicas, "mlflow")
+    _forget_kube_migration(kenv)
+    # Its pods wait in their init container until the deploy's migration Job has run.
+    log(f"scaling {mlflow} back to {replicas}; `make deploy ENV={env.name}` migrates and starts it")
+    kenv.run("scale", mlflow, f"--replicas={replicas}")
     return safety
+
+
+def _forget_kube_migration(kenv: KubeEnv) -> None:
+    """Delete the release's migration Jobs, the record that the schema was migrated: the next
+    deploy runs the migration again on the restored databases."""
+    for job in kenv.run("get", "jobs", "-l", kenv.selector("migrate"), "-o", "name").split():
+        log(f"forgetting the migration: deleting {job}")
+        kenv.run("delete", job, "--wait=true")
 
 
 def _restore_kube_secrets(kenv: KubeEnv, backup_dir: Path) -> set[str]:

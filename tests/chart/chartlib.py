@@ -82,6 +82,21 @@ def pod_specs(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{kind}/{doc['metadata']['name']}", spec
 
 
+def migration_job(rendered: Rendered) -> dict[str, Any]:
+    """The chart's migration Job (its name ends in a hash of its pod template)."""
+    (job,) = [
+        doc for doc in rendered.of_kind("Job")
+        if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "migrate"
+    ]  # fmt: skip
+    return job
+
+
+def migrate_container(rendered: Rendered) -> dict[str, Any]:
+    """The migration Job's `migrate` container."""
+    (container,) = migration_job(rendered)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return list(spec.get("initContainers") or []) + list(spec["containers"])
 

@@ -18,6 +18,8 @@ from chartlib import (
     env_map,
     env_names,
     helm_template,
+    migrate_container,
+    migration_job,
     pod_specs,
 )
 from contract import ImageContract, parse_contract
@@ -32,6 +34,7 @@ CHART_VALUES = yaml.safe_load((REPO_ROOT / "charts" / "mlops-kit" / "values.yaml
 COMPONENT_CONTAINERS = {
     "mlflow": "mlflow",
     "migrate": "mlflow",
+    "wait-schema": "mlflow",
     "postgresql": "postgresql",
     "sftp": "sftp",
 }
@@ -132,8 +135,8 @@ def test_commands_ports_volumes_and_tmp(case: Rendered) -> None:
             f"{container['name']}: /tmp must be an emptyDir"
         )
         assert "command" not in container, "the image's entrypoint must run"
-        if container["name"] == "migrate":
-            assert container["args"] == ["migrate"]
+        if container["name"] in {"migrate", "wait-schema"}:
+            assert container["args"] == [container["name"]]
             continue
         assert [p["containerPort"] for p in container["ports"]] == [contract.port]
         if component == "mlflow":
@@ -150,15 +153,35 @@ def test_commands_ports_volumes_and_tmp(case: Rendered) -> None:
             ]
 
 
-def test_migration_runs_with_the_server_settings_before_it(case: Rendered) -> None:
+def test_migration_runs_once_with_the_server_settings_before_it(case: Rendered) -> None:
+    """One Job migrates with the server's image, settings and mounts; the server waits for
+    it in its last init container and never migrates itself."""
     mlflow = case.get("Deployment", "-mlflow")["spec"]["template"]["spec"]
     init = {c["name"]: c for c in mlflow["initContainers"]}
     server = mlflow["containers"][0]
-    assert list(init)[-1] == "migrate", "migrations run last, right before the server"
-    assert init["migrate"]["env"] == server["env"]
-    assert init["migrate"]["image"] == server["image"]
-    assert init["migrate"]["volumeMounts"] == server["volumeMounts"]
+    assert list(init)[-1] == "wait-schema", "the schema gate runs last, right before the server"
+    assert "migrate" not in init, "no server pod migrates"
+    for step in (init["wait-schema"], migrate_container(case)):
+        assert step["env"] == server["env"]
+        assert step["image"] == server["image"]
+        assert step["volumeMounts"] == server["volumeMounts"]
     assert env_map(server)["MLFLOW_DB_UPGRADE"] == "false", "the server must not migrate on its own"
+    job = migration_job(case)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert "helm.sh/hook" not in job["metadata"].get("annotations", {}), "a release object"
+
+
+def test_the_migration_job_is_named_after_its_spec(helm: Path) -> None:
+    """A new image makes a new Job (a Job's pod template cannot change); the same values make
+    the same name, so an unchanged release keeps the Job that ran."""
+    base = {"postgresql": {"auth": {"existingSecret": "pg"}}}
+    first = migration_job(helm_template(helm, base))["metadata"]["name"]
+    again = migration_job(helm_template(helm, base))["metadata"]["name"]
+    newer = migration_job(helm_template(helm, {**base, "mlflow": {"image": {"tag": "9.9.9"}}}))
+    assert first == again
+    assert newer["metadata"]["name"] != first
+    assert first.startswith("smoke-mlops-kit-migrate-")
+    assert len(newer["metadata"]["name"]) <= 63
 
 
 def test_endpoints_match_the_services(case: Rendered) -> None:
@@ -367,7 +390,7 @@ def docker_effective(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 def chart_effective(rendered: Rendered) -> dict[str, Any]:
     found: dict[str, Any] = {"env": {}, "memory": {}, "uid": set()}
     for component, container, spec in component_containers(rendered):
-        if container["name"] == "migrate":
+        if container["name"] in {"migrate", "wait-schema"}:
             continue
         found["env"][component] = env_map(container)
         found["memory"][component] = container["resources"]["limits"]["memory"]

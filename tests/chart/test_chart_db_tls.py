@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import Rendered, RenderError, env_map, helm_template
+from chartlib import Rendered, RenderError, env_map, helm_template, migrate_container
 
 from tests.support.docker_role import render_docker_role
 
@@ -21,10 +21,10 @@ def mlflow_pod(rendered: Rendered) -> dict[str, Any]:
 
 
 def mlflow_containers(rendered: Rendered) -> list[dict[str, Any]]:
-    """The server and its migration step: both connect to the database."""
+    """The server, its schema gate and the migration Job: all connect to the database."""
     spec = mlflow_pod(rendered)
-    init = [c for c in spec["initContainers"] if c["name"] == "migrate"]
-    return [spec["containers"][0], *init]
+    init = [c for c in spec["initContainers"] if c["name"] == "wait-schema"]
+    return [spec["containers"][0], *init, migrate_container(rendered)]
 
 
 def test_external_database_mounts_the_ca_where_the_setting_points(

@@ -18,6 +18,8 @@ from chartlib import (
     env_map,
     helm_template,
     merged,
+    migrate_container,
+    migration_job,
     pod_specs,
     render_notes,
 )
@@ -117,14 +119,18 @@ def test_extension_points_reach_the_workload(extended: Rendered, component: str)
     assert spec["initContainers"][-1]["name"] == f"{component}-init", "after the chart's own"
 
 
-def test_mlflow_migration_step_gets_the_same_extras(extended: Rendered) -> None:
-    """migrate validates what the server runs with: same env, envFrom and mounts."""
+def test_mlflow_migration_steps_get_the_same_extras(extended: Rendered) -> None:
+    """The migration Job and the server's wait-schema step see the databases as the server
+    does: same env, envFrom, mounts and extra volumes."""
     spec = pod_template(extended, "mlflow")["spec"]
-    migrate = next(c for c in spec["initContainers"] if c["name"] == "migrate")
+    wait = next(c for c in spec["initContainers"] if c["name"] == "wait-schema")
+    job_spec = migration_job(extended)["spec"]["template"]["spec"]
     server = main_container(extended, "mlflow")
-    assert migrate["env"] == server["env"]
-    assert migrate["envFrom"] == server["envFrom"]
-    assert migrate["volumeMounts"] == server["volumeMounts"]
+    for step in (wait, migrate_container(extended)):
+        assert step["env"] == server["env"]
+        assert step["envFrom"] == server["envFrom"]
+        assert step["volumeMounts"] == server["volumeMounts"]
+    assert job_spec["volumes"] == spec["volumes"]
 
 
 def test_extended_render_is_valid_kubernetes_and_restricted(extended: Rendered) -> None:

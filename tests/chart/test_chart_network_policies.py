@@ -12,7 +12,15 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from chartlib import OPENSHIFT_API, Rendered, RenderError, env_map, helm_template, merged
+from chartlib import (
+    OPENSHIFT_API,
+    Rendered,
+    RenderError,
+    env_map,
+    helm_template,
+    merged,
+    migration_job,
+)
 from conftest import ED25519_PUBLIC, EXISTING_SECRETS
 from contract import parse_contract
 from test_chart_render import KUBERNETES_VERSION
@@ -92,6 +100,7 @@ def test_defaults_keep_every_client_of_mlflow_and_restrict_no_egress(
     rendered = matrix_renders["defaults"]
     assert rendered.names("NetworkPolicy") == {
         "smoke-mlops-kit-postgresql", "smoke-mlops-kit-sftp", "smoke-mlops-kit-mlflow",
+        "smoke-mlops-kit-migrate",
     }  # fmt: skip
     mlflow = policy(rendered, "mlflow")["spec"]
     assert selects(mlflow["podSelector"], pod_labels(rendered, "mlflow"))
@@ -364,6 +373,22 @@ def test_mlflow_egress_allows_every_port_it_talks_to(helm: Path, layers: list[di
     # Nothing else: DNS and one rule per destination.
     assert len(spec["egress"]) == 1 + len(mlflow_destinations(rendered))
     assert [{}] not in [rule.get("to") for rule in spec["egress"]]
+
+
+@pytest.mark.parametrize("layers", EGRESS_CASES.values(), ids=EGRESS_CASES.keys())
+def test_the_migration_job_reaches_the_databases_only(helm: Path, layers: list[dict]) -> None:
+    """The migration Job's pods: nothing gets in; out, DNS and MLflow's database rules (the
+    ones checked above), not the artifact store."""
+    rendered = render(helm, *layers)
+    mlflow = policy(rendered, "mlflow")["spec"]
+    migrate = policy(rendered, "migrate")["spec"]
+    job_labels = migration_job(rendered)["spec"]["template"]["metadata"]["labels"]
+    assert selects(migrate["podSelector"], job_labels)
+    assert not selects(migrate["podSelector"], pod_labels(rendered, "mlflow"))
+    assert migrate["policyTypes"] == ["Ingress", "Egress"]
+    assert migrate["ingress"] == []
+    assert migrate["egress"] == mlflow["egress"][:-1], "all but the artifact store's rule"
+    assert mlflow["egress"][-1] not in migrate["egress"]
 
 
 def test_the_egress_check_sees_a_wrong_port(helm: Path) -> None:

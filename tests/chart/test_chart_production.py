@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from chartlib import REPO_ROOT, Rendered, env_map, helm_template, render_notes
+from chartlib import REPO_ROOT, Rendered, env_map, helm_template, migration_job, render_notes
 from mlopskit.contract import load_contract
 from test_chart_render import KUBERNETES_VERSION
 
@@ -70,8 +70,11 @@ def test_mlflow_and_its_migration_verify_the_database_certificate(rendered: Rend
     pod = mlflow_pod(rendered)
     ca_secret = VALUES["externalDatabase"]["tls"]["existingSecret"]
     (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == ca_secret]
+    job = migration_job(rendered)["spec"]["template"]["spec"]
+    assert volume in job["volumes"]
     containers = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
-    for name in ("migrate", "mlflow"):
+    containers["migrate"] = job["containers"][0]
+    for name in ("migrate", "wait-schema", "mlflow"):
         env = env_map(containers[name])
         assert env["MLFLOW_DB_SSLMODE"] == "verify-full", name
         assert env["MLFLOW_DB_HOST"] == VALUES["externalDatabase"]["host"], name

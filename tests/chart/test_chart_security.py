@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chartlib import Rendered, containers, pod_specs
+from chartlib import Rendered, containers, migration_job, pod_specs
 
 # restricted-v2 admits only these volume types.
 ALLOWED_VOLUME_TYPES = {
@@ -112,13 +112,15 @@ def test_network_policies_admit_only_mlflow_to_postgresql(
     sources = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
     assert sources == [
         {"app.kubernetes.io/name": "mlops-kit", "app.kubernetes.io/instance": "smoke",
-         "app.kubernetes.io/component": "mlflow"}
+         "app.kubernetes.io/component": component}
+        for component in ("mlflow", "migrate")
     ]  # fmt: skip
-    # The migration step is an init container of those very pods.
-    mlflow = rendered.get("Deployment", "-mlflow")
-    assert "migrate" in [c["name"] for c in mlflow["spec"]["template"]["spec"]["initContainers"]]
-    labels = mlflow["spec"]["template"]["metadata"]["labels"]
-    assert set(sources[0].items()) <= set(labels.items())
+    # Those are the server's pods and the migration Job's, and nothing else of the chart.
+    mlflow = rendered.get("Deployment", "-mlflow")["spec"]["template"]["metadata"]["labels"]
+    job = migration_job(rendered)["spec"]["template"]["metadata"]["labels"]
+    assert set(sources[0].items()) <= set(mlflow.items())
+    assert set(sources[1].items()) <= set(job.items())
+    assert not set(sources[1].items()) <= set(mlflow.items())
 
 
 def test_network_policy_admits_client_cidrs_to_sftp(matrix_renders: dict[str, Rendered]) -> None:

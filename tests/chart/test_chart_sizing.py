@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import RenderError, env_map, helm_template, merged, render_notes
+from chartlib import RenderError, env_map, helm_template, merged, migrate_container, render_notes
 from conftest import EXISTING_SECRETS
 from mlopskit.contract import load_contract
 
@@ -57,8 +57,10 @@ def test_defaults_fit_and_their_numbers_are_the_docs(helm: Path) -> None:
 def test_pool_settings_reach_the_server_and_its_migration_step(helm: Path) -> None:
     rendered = helm_template(helm, values(dbPoolSize=7, dbMaxOverflow=3, workers=1))
     pod = rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]
-    for container in [*pod["containers"], *pod["initContainers"]]:
-        if container["name"] in {"mlflow", "migrate"}:
+    steps = [*pod["containers"], *pod["initContainers"], migrate_container(rendered)]
+    assert {"mlflow", "wait-schema", "migrate"} <= {c["name"] for c in steps}
+    for container in steps:
+        if container["name"] in {"mlflow", "wait-schema", "migrate"}:
             env = env_map(container)
             assert env["MLFLOW_DB_POOL_SIZE"] == "7"
             assert env["MLFLOW_DB_MAX_OVERFLOW"] == "3"

@@ -195,7 +195,7 @@ def test_external_sftp(matrix_renders: dict[str, Rendered]) -> None:
     known = rendered.get("ConfigMap", "-mlflow-known-hosts")["data"]["known_hosts"]
     assert known.startswith("files.example.com ssh-ed25519 ")
     spec = rendered.get("Deployment", "-mlflow")["spec"]["template"]["spec"]
-    assert [c["name"] for c in spec["initContainers"]] == ["migrate"]
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-schema"]
 
 
 def test_auth_off(matrix_renders: dict[str, Rendered]) -> None:

@@ -6,9 +6,11 @@ import hashlib
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import psycopg2
@@ -349,20 +351,27 @@ def test_bad_configuration_fails_at_once_with_one_line(
     assert_config_error(result, message)
 
 
+def mlflow_without_auth(
+    sandbox: Sandbox, images, tmp_path: Path, db_name: str
+) -> tuple[Any, dict[str, str], list[str]]:
+    """A fresh PostgreSQL, and the env and mounts of an MLflow (auth off) that uses it."""
+    db = start_postgres(sandbox, images, tmp_path, name=db_name)
+    secrets_dir = secret_dir(tmp_path / "secrets", {"db": db.secrets["app"]})
+    env = {
+        "MLFLOW_DB_HOST": db_name,
+        "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+        "MLFLOW_AUTH_ENABLED": "false",
+        "MLFLOW_ARTIFACTS_DESTINATION": "file:///tmp/artifacts",
+    }
+    return db, env, [f"{secrets_dir}:/run/secrets/mlflow:ro"]
+
+
 def test_a_schema_from_a_newer_mlflow_stops_the_server_with_the_fix(
     sandbox: Sandbox, images, tmp_path: Path
 ) -> None:
     """A rolled-back image on a database a newer MLflow migrated: refuse at once, change nothing
     (serving or `mlflow db upgrade` would fail later with "Can't locate revision")."""
-    db = start_postgres(sandbox, images, tmp_path, name="db-newer")
-    secrets_dir = secret_dir(tmp_path / "secrets", {"db": db.secrets["app"]})
-    env = {
-        "MLFLOW_DB_HOST": "db-newer",
-        "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
-        "MLFLOW_AUTH_ENABLED": "false",
-        "MLFLOW_ARTIFACTS_DESTINATION": "file:///tmp/artifacts",
-    }
-    mounts = [f"{secrets_dir}:/run/secrets/mlflow:ro"]
+    db, env, mounts = mlflow_without_auth(sandbox, images, tmp_path, "db-newer")
     migrated = sandbox.run_to_exit(
         images.ref("mlflow"), env=env, mounts=mounts, command=["migrate"], timeout=300
     )
@@ -373,7 +382,7 @@ def test_a_schema_from_a_newer_mlflow_stops_the_server_with_the_fix(
     )  # fmt: skip
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE alembic_version SET version_num = 'f0f0f0f0f0f0'")
-    for command in ("server", "migrate"):
+    for command in ("server", "migrate", "wait-schema"):
         result = sandbox.run_to_exit(
             images.ref("mlflow"), env=env, mounts=mounts, command=[command], timeout=300
         )
@@ -389,3 +398,41 @@ def test_a_schema_from_a_newer_mlflow_stops_the_server_with_the_fix(
         cur.execute("SELECT version_num FROM alembic_version")
         assert cur.fetchall() == [("f0f0f0f0f0f0",)]
     conn.close()
+
+
+def test_wait_schema_holds_the_server_until_a_migration_elsewhere_finishes(
+    sandbox: Sandbox, images, tmp_path: Path
+) -> None:
+    """The chart's server pods wait in `wait-schema` while its Job migrates; the Job's log says
+    how many other sessions were on the databases (a server left running shows there)."""
+    db, env, mounts = mlflow_without_auth(sandbox, images, tmp_path, "db-wait")
+    waiting = sandbox.run("wait-schema", images.ref("mlflow"), env=env, mounts=mounts,
+                          command=["wait-schema"])  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "waiting for the schema migration" not in waiting.logs():
+        assert waiting.inspect()["State"]["Status"] == "running", waiting.logs()
+        assert time.monotonic() < deadline, waiting.logs()
+        time.sleep(1)
+    assert "tracking at none (head " in waiting.logs()
+    # A client holding a session on the tracking database counts as another session.
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=db.port, dbname="mlflow", user="mlflow",
+        password=db.secrets["app"], connect_timeout=5,
+    )  # fmt: skip
+    try:
+        migrated = sandbox.run_to_exit(
+            images.ref("mlflow"), env=env, mounts=mounts, command=["migrate"], timeout=300
+        )
+    finally:
+        conn.close()
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    assert "other sessions on the databases while migrating: 1" in migrated.stderr
+    exit_code = docker("wait", waiting.name, timeout=120).stdout.strip()
+    assert exit_code == "0", waiting.logs()
+    assert "both schemas are at this MLflow's head" in waiting.logs()
+    # Alone on the databases, the next migration counts none (the waiting polls never count).
+    again = sandbox.run_to_exit(
+        images.ref("mlflow"), env=env, mounts=mounts, command=["migrate"], timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "other sessions on the databases while migrating: 0" in again.stderr

@@ -199,13 +199,16 @@ VALIDATE_PLAY = """
 """
 
 
-def validate_backup_dir(tmp_path: Path, backup_dir: str | None) -> subprocess.CompletedProcess:
+def validate_backup_dir(
+    tmp_path: Path, backup_dir: str | None, *settings: str
+) -> subprocess.CompletedProcess:
     """The role's checks (tasks/validate.yml), as a deploy runs them; the play's directory's
     parent stands for the repository, so build/kx/ is under tmp_path."""
     play = tmp_path / "play" / "validate.yml"
     play.parent.mkdir(exist_ok=True)
     play.write_text(VALIDATE_PLAY.format(role=REPO_ROOT / "ansible/roles/mlops_kubernetes"))
     extra = [] if backup_dir is None else ["-e", f"mlops_kubernetes_backup_dir={backup_dir}"]
+    extra += [arg for setting in settings for arg in ("-e", setting)]
     return subprocess.run(
         [str(REPO_ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={sys.executable}",
@@ -232,3 +235,15 @@ def test_a_backup_dir_that_a_purge_would_delete_is_refused(tmp_path: Path, where
     assert result.returncode != 0
     assert f"mlops_kubernetes_backup_dir={value}" in result.stdout, result.stdout
     assert "make destroy PURGE=1" in result.stdout
+
+
+@pytest.mark.parametrize("version", ["3.16.1", "latest", "3.16", "v3.16.1"])
+def test_the_mlflow_release_must_be_one(tmp_path: Path, version: str) -> None:
+    """mlops_kubernetes_mlflow_version becomes the chart's image tag: a release or nothing."""
+    result = validate_backup_dir(tmp_path, None, f"mlops_kubernetes_mlflow_version={version}")
+    said = " ".join(result.stdout.split())
+    if version == "3.16.1":
+        assert result.returncode == 0, result.stdout
+    else:
+        assert result.returncode != 0
+        assert f"MLFLOW_VERSION)={version} must be an MLflow release like 3.16.1" in said, said

@@ -1012,3 +1012,70 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 {{- end -}}
 {{- $input | sha256sum -}}
 {{- end -}}
+
+{{/* Pod template of the migration Job (templates/mlflow-migrate-job.yaml): the server's image,
+     settings and mounts, so `migrate` sees the databases exactly as the server will. */}}
+{{- define "mlops-kit.mlflow.migratePod" -}}
+metadata:
+  labels:
+    {{- include "mlops-kit.componentLabels" (dict "ctx" . "component" "migrate") | nindent 4 }}
+spec:
+  restartPolicy: Never
+  serviceAccountName: {{ include "mlops-kit.serviceAccountName" . }}
+  automountServiceAccountToken: false
+  {{- include "mlops-kit.imagePullSecrets" . | nindent 2 }}
+  securityContext:
+    {{- include "mlops-kit.podSecurityContext" . | nindent 4 }}
+  {{- with .Values.mlflow.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- if .Values.sftp.enabled }}
+  initContainers:
+    {{- include "mlops-kit.knownHostsInitContainer" . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: migrate
+      image: {{ include "mlops-kit.image" (dict "ctx" . "image" .Values.mlflow.image) }}
+      imagePullPolicy: {{ .Values.mlflow.image.pullPolicy }}
+      args: [migrate]
+      env:
+        {{- include "mlops-kit.env" (dict "ctx" . "env" (include "mlops-kit.mlflow.env" .) "extra" .Values.mlflow.extraEnv) | nindent 8 }}
+      {{- include "mlops-kit.extraEnvFrom" (dict "ctx" . "values" .Values.mlflow) | nindent 6 }}
+      securityContext:
+        {{- include "mlops-kit.containerSecurityContext" . | nindent 8 }}
+      resources:
+        {{- toYaml .Values.mlflow.migrations.resources | nindent 8 }}
+      volumeMounts:
+        {{- include "mlops-kit.mlflow.volumeMounts" . | nindent 8 }}
+        {{- include "mlops-kit.extraVolumeMounts" (dict "ctx" . "values" .Values.mlflow) | nindent 8 }}
+  volumes:
+    {{- include "mlops-kit.mlflow.volumes" . | nindent 4 }}
+    {{- with .Values.mlflow.extraVolumes }}
+    {{- include "mlops-kit.tplvalues" (dict "value" . "ctx" $) | nindent 4 }}
+    {{- end }}
+{{- end -}}
+
+{{/* Egress to the tracking and auth databases (and an external database's read replica): the
+     MLflow pods and the migration Job. */}}
+{{- define "mlops-kit.networkPolicy.databaseEgress" -}}
+# The tracking and auth databases.
+- to:
+    {{- if .Values.postgresql.enabled }}
+    - podSelector:
+        matchLabels:
+          {{- include "mlops-kit.componentSelectorLabels" (dict "ctx" . "component" "postgresql") | nindent 10 }}
+    {{- else }}
+    {{- include "mlops-kit.networkPolicy.externalPeers" (dict "host" .Values.externalDatabase.host "peers" .Values.networkPolicy.egress.externalDatabaseTo) | nindent 4 }}
+    {{- end }}
+  ports:
+    - port: {{ ternary (include "mlops-kit.postgresql.containerPort" . | int) .Values.externalDatabase.port .Values.postgresql.enabled }}
+      protocol: TCP
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.readReplica.host }}
+# The read replica of the external database.
+- to:
+    {{- include "mlops-kit.networkPolicy.externalPeers" (dict "host" .Values.externalDatabase.readReplica.host "peers" .Values.networkPolicy.egress.readReplicaTo) | nindent 4 }}
+  ports:
+    - port: {{ .Values.externalDatabase.readReplica.port }}
+      protocol: TCP
+{{- end }}
+{{- end -}}
