@@ -669,8 +669,8 @@ def wait_for_schema(settings: Settings, seconds: int) -> None:
         if time.monotonic() >= deadline:
             raise ConfigError(
                 f"the schema migration did not finish within {seconds}s ({'; '.join(pending)}); "
-                "look at the migration Job's log (kubectl logs job/<release>-mlflow-migrate-…) "
-                "or run the image's `migrate` command once"
+                "look at the migration Job's log (kubectl logs -l "
+                "app.kubernetes.io/component=migrate) or run the image's `migrate` command once"
             )
         if not announced:
             log(f"waiting for the schema migration: {'; '.join(pending)}")
