@@ -409,6 +409,8 @@ def test_make_upgrade_moves_to_the_pinned_release(state, timings, monkeypatch):
     timings["make upgrade incl. backup, build check and migration (s)"] = result.seconds
     # The migration ran once, in the role's one-off container, on the new image.
     assert migrate_task_results(result.output) == ["changed"], result.explain()
+    # The old server was stopped before the schema changed: no session but the migration's own.
+    assert "other sessions on the databases while migrating: 0" in result.output, result.explain()
     container = mlflow_container()
     assert container["Config"]["Image"] == NEW.ref("mlflow")
     assert record.read_text().strip() == container["Image"] != old_image
@@ -502,6 +504,28 @@ def test_old_data_is_still_usable(client_env, state, tmp_path):
         if (model["name"], model["alias"]) == (name, "challenger"):
             model["version"] = new_version.version
     MANIFEST.write_text(json.dumps(state["manifest"], indent=2))
+
+
+def test_an_older_mlflow_is_refused_with_the_backup_named(state, timings):
+    """Deploying the old release on the migrated data: its migration step refuses the newer
+    schema, the running server (stopped for the attempt) serves again on the new image with its
+    container kept, and the error names the backup taken before the upgrade and the command."""
+    container = mlflow_container()
+    record = (STATE_DIR / "migrated-by-image").read_text()
+    result = make("deploy", ENV=ENV_NAME, MLFLOW_VERSION=OLD.mlflow_version)
+    assert result.returncode != 0, result.explain()
+    timings["refused MLflow downgrade (s)"] = result.seconds
+    said = " ".join(result.output.split())  # ansible folds long messages
+    (backup,) = state["backups"]
+    assert f"which MLflow {OLD.mlflow_version} does not know" in said, result.explain()
+    assert "MLflow serves again on its previous image" in said, result.explain()
+    assert f"make restore ENV={ENV_NAME} FROM={BACKUP_DIR / backup} YES=1" in said, result.explain()
+    after = mlflow_container()
+    assert (after["Id"], after["Config"]["Image"]) == (container["Id"], NEW.ref("mlflow"))
+    assert after["State"]["Health"]["Status"] == "healthy"
+    assert server_version() == NEW.mlflow_version
+    assert (STATE_DIR / "migrated-by-image").read_text() == record
+    assert psql("SELECT version_num FROM alembic_version", env=ENV_NAME).split() == [alembic_head()]
 
 
 def test_make_upgrade_moves_the_data_to_a_new_postgresql_major(client_env, state, timings):
