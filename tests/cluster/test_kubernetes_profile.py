@@ -1,10 +1,13 @@
 """The chart and the mlops_kubernetes role on the throwaway cluster (environment `cluster`), in
-order: cold deploy, an unchanged second deploy, the smoke suite through kubectl, `helm test`,
-every pod deleted and killed under logging load, a helm upgrade while 2 MLflow replicas serve,
-smoke naming the fix when the port-forward is gone, destroy that keeps the data, redeploy,
-backup and restore through the API, an upgrade that backs up first, a Docker backup moved to
-the release and back, a release with fullnameOverride, and a purge. The tests share one
-release, so they run in file order and stop at the first failure (pytest -x in mk/cluster.mk).
+order: cold deploy on the previous MLflow release, its upgrade to the pinned one (a refused
+downgrade and the rollback on the way), an unchanged second deploy, the smoke suite through
+kubectl, `helm test`, every pod deleted and killed under logging load, a helm upgrade while 2
+MLflow replicas serve, smoke naming the fix when the port-forward is gone, destroy that keeps
+the data, redeploy, backup and restore through the API, an upgrade that backs up first, a
+Docker backup moved to the release and back, a release with fullnameOverride, and a purge.
+Starting on the old release spares the rehearsal a purge and a second cold deploy. The tests
+share one release, so they run in file order and stop at the first failure (pytest -x in
+mk/cluster.mk).
 Needs `make cluster` (the make target starts it)."""
 
 from __future__ import annotations
@@ -71,14 +74,18 @@ def fresh_release() -> Iterator[None]:
 
 
 def test_cold_deploy_leaves_unrelated_processes_alone():
-    """A stale port-forward pid file naming someone else's process must not get it killed."""
+    """A stale port-forward pid file naming someone else's process must not get it killed.
+    The release starts on the previous MLflow, which the next test upgrades (a cold deploy of
+    the pinned one is test_fullname_override_deploys_and_purges's, and the OpenShift profile's)."""
+    built = make("images", MLFLOW_VERSION=OLD_MLFLOW)
+    assert built.returncode == 0, built.explain()
     bystander = unrelated_process()
     ENV.build_dir.mkdir(parents=True, exist_ok=True)
     (ENV.build_dir / "port-forward-mlflow.pid").write_text(f"{bystander.pid}\n")
     try:
-        result = make("deploy", ENV=ENV.name)
+        result = make("deploy", ENV=ENV.name, MLFLOW_VERSION=OLD_MLFLOW)
         assert result.returncode == 0, result.explain()
-        ENV.timings["cold deploy"] = result.seconds
+        ENV.timings[f"cold deploy (MLflow {OLD_MLFLOW})"] = result.seconds
         assert bystander.poll() is None, "make deploy killed the process of a stale pid file"
     finally:
         stop(bystander)
@@ -87,6 +94,94 @@ def test_cold_deploy_leaves_unrelated_processes_alone():
     assert health(ENV.tracking_uri()) == 200
     for private in (ENV.connection_file(), ENV.build_dir / "admin.env"):
         assert private.stat().st_mode & 0o777 == 0o600, private
+
+
+def migration_jobs() -> list[dict]:
+    return ENV.get("jobs", "-l", f"app.kubernetes.io/instance={ENV.release},"
+                   "app.kubernetes.io/component=migrate")  # fmt: skip
+
+
+def job_image(job: dict) -> str:
+    return str(job["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def mlflow_pods() -> list[dict]:
+    return ENV.get("pods", "-l", f"app.kubernetes.io/instance={ENV.release},"
+                   "app.kubernetes.io/component=mlflow")  # fmt: skip
+
+
+def serving_release() -> set[str]:
+    """The MLflow release every MLflow pod runs (its image tag)."""
+    return {
+        container["image"].rsplit(":", 1)[1]
+        for pod in mlflow_pods()
+        for container in pod["spec"]["containers"]
+        if container["name"] == "mlflow"
+    }
+
+
+def test_upgrade_across_mlflow_releases_refused_downgrade_and_rollback(tmp_path: Path):
+    """The cold-deployed release on the previous MLflow (MLFLOW_UPGRADE_FROM): `make upgrade`
+    backs up, stops
+    the old server, migrates once in a Job, serves the pinned release with the data; deploying
+    the old release again is refused with the backup named, the new one still serving; the
+    runbook's rollback (restore that backup with the old release) serves the old release on the
+    data of the backup. Ends on the pinned release for the tests after it."""
+    assert serving_release() == {OLD_MLFLOW}
+    connection = ENV.connection()
+    old_run, digest = log_run_with_artifact(connection, tmp_path / "old")
+    root = load_stack(ENV.name).backup_dir
+    assert root is not None
+    before = set(root.iterdir()) if root.exists() else set()
+
+    upgraded = make("upgrade", ENV=ENV.name)
+    assert upgraded.returncode == 0, upgraded.explain()
+    ENV.timings[f"upgrade {OLD_MLFLOW} -> {NEW_MLFLOW} (backup, stop, Job, start)"] = (
+        upgraded.seconds
+    )
+    (taken,) = set(root.iterdir()) - before
+    assert taken.name.endswith("-before-upgrade"), taken
+    assert verify(taken)["images"]["mlflow"].endswith(f":{OLD_MLFLOW}")
+    (job,) = migration_jobs()
+    assert job_image(job).endswith(f":{NEW_MLFLOW}")
+    logs = ENV.kubectl("logs", "-n", ENV.namespace, f"job/{job['metadata']['name']}",
+                       "-c", "migrate")  # fmt: skip
+    log = logs.stdout + logs.stderr
+    assert "migrating the tracking database" in log, log
+    # The old server was gone before the Job migrated: no session but the Job's own.
+    assert "other sessions on the databases while migrating: 0" in log, log
+    assert serving_release() == {NEW_MLFLOW}
+    for pod in mlflow_pods():
+        init = [c["name"] for c in pod["spec"]["initContainers"]]
+        assert "wait-schema" in init, init
+        assert "migrate" not in init, init
+    assert read_run(connection, old_run, tmp_path / "upgraded") == (0.25, digest)
+    new_run, _ = log_run_with_artifact(connection, tmp_path / "new")
+
+    refused = make("deploy", ENV=ENV.name, MLFLOW_VERSION=OLD_MLFLOW)
+    assert refused.returncode != 0, refused.explain()
+    said = " ".join(refused.output.split())  # ansible folds long messages
+    assert f"which MLflow {OLD_MLFLOW} does not know" in said, refused.explain()
+    assert f"make restore ENV={ENV.name} FROM={taken} YES=1" in said, refused.explain()
+    wait_for(lambda: health(ENV.tracking_uri()) == 200, 120, "MLflow serving after the refusal")
+    # The refused release's pods may still be terminating.
+    wait_for(lambda: serving_release() == {NEW_MLFLOW}, 120, f"only MLflow {NEW_MLFLOW} pods")
+    assert read_run(connection, new_run, tmp_path / "after-refusal")[0] == 0.25
+
+    rolled_back = make("restore", ENV=ENV.name, FROM=str(taken), YES="1",
+                       MLFLOW_VERSION=OLD_MLFLOW)  # fmt: skip
+    assert rolled_back.returncode == 0, rolled_back.explain()
+    ENV.timings[f"rollback to {OLD_MLFLOW} (restore and deploy)"] = rolled_back.seconds
+    assert serving_release() == {OLD_MLFLOW}
+    assert read_run(connection, old_run, tmp_path / "rolled-back") == (0.25, digest)
+    # The run made after the upgrade is gone (the admin gets 404 for a missing run).
+    admin = parse_connection_env((ENV.build_dir / "admin.env").read_text())
+    assert tracking_status(admin, f"/api/2.0/mlflow/runs/get?run_id={new_run}") == 404
+
+    again = make("upgrade", ENV=ENV.name)
+    assert again.returncode == 0, again.explain()
+    assert serving_release() == {NEW_MLFLOW}
+    assert read_run(connection, old_run, tmp_path / "again") == (0.25, digest)
 
 
 def test_second_deploy_changes_nothing():
@@ -386,98 +481,6 @@ def test_a_docker_backup_moves_to_the_cluster_and_back(tmp_path: Path):
         purged = make("destroy", ENV=docker_env.name, PURGE="1", YES="1")
         assert purged.returncode == 0, purged.explain()
         shutil.rmtree(backups, ignore_errors=True)  # type: ignore[arg-type]
-
-
-def migration_jobs() -> list[dict]:
-    return ENV.get("jobs", "-l", f"app.kubernetes.io/instance={ENV.release},"
-                   "app.kubernetes.io/component=migrate")  # fmt: skip
-
-
-def job_image(job: dict) -> str:
-    return str(job["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
-def mlflow_pods() -> list[dict]:
-    return ENV.get("pods", "-l", f"app.kubernetes.io/instance={ENV.release},"
-                   "app.kubernetes.io/component=mlflow")  # fmt: skip
-
-
-def serving_release() -> set[str]:
-    """The MLflow release every MLflow pod runs (its image tag)."""
-    return {
-        container["image"].rsplit(":", 1)[1]
-        for pod in mlflow_pods()
-        for container in pod["spec"]["containers"]
-        if container["name"] == "mlflow"
-    }
-
-
-def test_upgrade_across_mlflow_releases_refused_downgrade_and_rollback(tmp_path: Path):
-    """A release on the previous MLflow (MLFLOW_UPGRADE_FROM): `make upgrade` backs up, stops
-    the old server, migrates once in a Job, serves the pinned release with the data; deploying
-    the old release again is refused with the backup named, the new one still serving; the
-    runbook's rollback (restore that backup with the old release) serves the old release on the
-    data of the backup. Ends on the pinned release for the tests after it."""
-    built = make("images", MLFLOW_VERSION=OLD_MLFLOW)
-    assert built.returncode == 0, built.explain()
-    purge()
-    deployed = make("deploy", ENV=ENV.name, MLFLOW_VERSION=OLD_MLFLOW)
-    assert deployed.returncode == 0, deployed.explain()
-    assert serving_release() == {OLD_MLFLOW}
-    connection = ENV.connection()
-    old_run, digest = log_run_with_artifact(connection, tmp_path / "old")
-    root = load_stack(ENV.name).backup_dir
-    assert root is not None
-    before = set(root.iterdir()) if root.exists() else set()
-
-    upgraded = make("upgrade", ENV=ENV.name)
-    assert upgraded.returncode == 0, upgraded.explain()
-    ENV.timings[f"upgrade {OLD_MLFLOW} -> {NEW_MLFLOW} (backup, stop, Job, start)"] = (
-        upgraded.seconds
-    )
-    (taken,) = set(root.iterdir()) - before
-    assert taken.name.endswith("-before-upgrade"), taken
-    assert verify(taken)["images"]["mlflow"].endswith(f":{OLD_MLFLOW}")
-    (job,) = migration_jobs()
-    assert job_image(job).endswith(f":{NEW_MLFLOW}")
-    logs = ENV.kubectl("logs", "-n", ENV.namespace, f"job/{job['metadata']['name']}",
-                       "-c", "migrate")  # fmt: skip
-    log = logs.stdout + logs.stderr
-    assert "migrating the tracking database" in log, log
-    # The old server was gone before the Job migrated: no session but the Job's own.
-    assert "other sessions on the databases while migrating: 0" in log, log
-    assert serving_release() == {NEW_MLFLOW}
-    for pod in mlflow_pods():
-        init = [c["name"] for c in pod["spec"]["initContainers"]]
-        assert "wait-schema" in init, init
-        assert "migrate" not in init, init
-    assert read_run(connection, old_run, tmp_path / "upgraded") == (0.25, digest)
-    new_run, _ = log_run_with_artifact(connection, tmp_path / "new")
-
-    refused = make("deploy", ENV=ENV.name, MLFLOW_VERSION=OLD_MLFLOW)
-    assert refused.returncode != 0, refused.explain()
-    said = " ".join(refused.output.split())  # ansible folds long messages
-    assert f"which MLflow {OLD_MLFLOW} does not know" in said, refused.explain()
-    assert f"make restore ENV={ENV.name} FROM={taken} YES=1" in said, refused.explain()
-    wait_for(lambda: health(ENV.tracking_uri()) == 200, 120, "MLflow serving after the refusal")
-    # The refused release's pods may still be terminating.
-    wait_for(lambda: serving_release() == {NEW_MLFLOW}, 120, f"only MLflow {NEW_MLFLOW} pods")
-    assert read_run(connection, new_run, tmp_path / "after-refusal")[0] == 0.25
-
-    rolled_back = make("restore", ENV=ENV.name, FROM=str(taken), YES="1",
-                       MLFLOW_VERSION=OLD_MLFLOW)  # fmt: skip
-    assert rolled_back.returncode == 0, rolled_back.explain()
-    ENV.timings[f"rollback to {OLD_MLFLOW} (restore and deploy)"] = rolled_back.seconds
-    assert serving_release() == {OLD_MLFLOW}
-    assert read_run(connection, old_run, tmp_path / "rolled-back") == (0.25, digest)
-    # The run made after the upgrade is gone (the admin gets 404 for a missing run).
-    admin = parse_connection_env((ENV.build_dir / "admin.env").read_text())
-    assert tracking_status(admin, f"/api/2.0/mlflow/runs/get?run_id={new_run}") == 404
-
-    again = make("upgrade", ENV=ENV.name)
-    assert again.returncode == 0, again.explain()
-    assert serving_release() == {NEW_MLFLOW}
-    assert read_run(connection, old_run, tmp_path / "again") == (0.25, digest)
 
 
 def test_fullname_override_deploys_and_purges():
