@@ -59,6 +59,9 @@ MANIFEST = "manifest.json"
 # Kubernetes: the release's generated Secrets, name -> data as the API gives it (base64).
 KUBE_SECRETS = "kubernetes-secrets.json"
 PARTIAL = ".partial"
+# The label of the backup `make upgrade` takes first (both targets, and across PostgreSQL
+# majors); a failed schema migration names the newest one (rollback_advice).
+BEFORE_UPGRADE = "before-upgrade"
 
 
 def sha256_file(path: Path) -> str:
@@ -310,6 +313,23 @@ def verify(backup_dir: Path) -> dict:
     return manifest
 
 
+def rollback_advice(root: Path, env_name: str) -> str:
+    """The way back after a failed schema migration, as both deploy roles report it: the newest
+    complete backup that `make upgrade` took first, and the command that restores it."""
+    taken = [p for p in backups(root) if p.name.endswith(f"-{BEFORE_UPGRADE}")]
+    if not taken:
+        return f"No backup taken before an upgrade is in {root}."
+    return (
+        f"The newest backup taken before an upgrade is {taken[-1]}; to go back to it, run "
+        f"`make restore ENV={env_name} FROM={taken[-1]} YES=1` with the images of the MLflow "
+        'release that took it (docs/operations.md, "Rollback").'
+    )
+
+
+def rollback_advice_command(env_name: str, root: str) -> None:
+    print(rollback_advice(Path(root), env_name))
+
+
 def latest_backup(root: Path, env_name: str) -> Path:
     """The newest backup in root that is not a safety copy taken by a restore."""
     candidates = [p for p in backups(root) if "before-restore" not in p.name]
@@ -336,10 +356,10 @@ def pre_upgrade_command(env_name: str) -> None:
     takes its own backup later with MLflow stopped)."""
     env = check_environment(env_name)
     if read_settings(env).get("mlops_target") in KUBE_TARGETS:
-        print(backup(env, label="before-upgrade"))
+        print(backup(env, label=BEFORE_UPGRADE))
         return
     from .pgmajor import pre_upgrade_check
 
     # Across PostgreSQL majors the backup comes later, with MLflow stopped (pgmajor.move).
     if not pre_upgrade_check(env):
-        print(backup(env, label="before-upgrade"))
+        print(backup(env, label=BEFORE_UPGRADE))

@@ -75,6 +75,12 @@ def _upgrade_postgresql(args: argparse.Namespace) -> None:
     upgrade_postgresql_command(args.env)
 
 
+def _rollback_advice(args: argparse.Namespace) -> None:
+    from .backup import rollback_advice_command
+
+    rollback_advice_command(args.env, args.backups)
+
+
 def _restore(args: argparse.Namespace) -> None:
     from .restore import restore_command
 
@@ -105,6 +111,13 @@ def add_stack_commands(sub: argparse._SubParsersAction) -> None:
         "source", nargs="?", default="", help="a backup directory (default: latest)"
     )
     _env_command(sub, "pre-upgrade", _pre_upgrade, "back up ENV before an upgrade (Docker)")
+    advice = _env_command(
+        sub,
+        "rollback-advice",
+        _rollback_advice,
+        "name the newest -before-upgrade backup and its restore command (after a failed migration)",
+    )
+    advice.add_argument("backups", help="the environment's backup directory")
     _env_command(
         sub,
         "upgrade-postgresql",

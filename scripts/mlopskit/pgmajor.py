@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backup import backup, verify
+from .backup import BEFORE_UPGRADE, backup, verify
 from .docker_env import (
     container_image,
     container_state,
@@ -240,7 +240,7 @@ def _start_move(env: Environment, marker: Path) -> dict | None:
     log(f"stopping {mlflow}: PostgreSQL {plan.data_major} -> {plan.target_major}")
     docker("stop", "--time", "30", mlflow)
     try:
-        backup_dir = backup(env, label="before-upgrade")
+        backup_dir = backup(env, label=BEFORE_UPGRADE)
         manifest = verify(backup_dir)
         state = {
             "stage": "copying", "from": plan.data_major, "to": plan.target_major,

@@ -122,8 +122,8 @@ def serving_release() -> set[str]:
 
 def test_upgrade_across_mlflow_releases_refused_downgrade_and_rollback(tmp_path: Path):
     """The cold-deployed release on the previous MLflow (MLFLOW_UPGRADE_FROM): `make upgrade`
-    backs up, stops
-    the old server, migrates once in a Job, serves the pinned release with the data; deploying
+    backs up, stops the old server, migrates once in a Job, serves the pinned release with the
+    data; deploying
     the old release again is refused with the backup named, the new one still serving; the
     runbook's rollback (restore that backup with the old release) serves the old release on the
     data of the backup. Ends on the pinned release for the tests after it."""

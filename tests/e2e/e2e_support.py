@@ -137,6 +137,17 @@ def wait_healthy(env: str = E2E_ENV, timeout_s: float = HEALTH_TIMEOUT_S) -> Non
         time.sleep(2)
 
 
+def assert_no_secret_in(output: str, secrets_dir: Path) -> None:
+    """What a hostile reader of a deploy's log (CI, a terminal recording) would look for: none
+    of the environment's generated secrets (public keys aside) appears in it."""
+    secrets = [p for p in secrets_dir.iterdir() if p.is_file() and p.suffix != ".pub"]
+    assert secrets, f"no secrets in {secrets_dir} to look for"
+    for path in secrets:
+        secret = path.read_text().strip()
+        assert secret, f"{path} is empty"
+        assert secret not in output, f"the output holds the secret of {path.name}"
+
+
 def psql(sql: str, database: str = "mlflow", env: str = E2E_ENV) -> str:
     """Run SQL as PostgreSQL's superuser inside the environment's PostgreSQL container."""
     return subprocess.run(

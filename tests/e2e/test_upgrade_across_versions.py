@@ -37,6 +37,7 @@ from mlopskit.versions import VERSIONS_FILE, image_set, read_env_file
 
 from tests.e2e.e2e_support import (
     REPO_ROOT,
+    assert_no_secret_in,
     container_states,
     containers,
     docker_json,
@@ -411,6 +412,7 @@ def test_make_upgrade_moves_to_the_pinned_release(state, timings, monkeypatch):
     assert migrate_task_results(result.output) == ["changed"], result.explain()
     # The old server was stopped before the schema changed: no session but the migration's own.
     assert "other sessions on the databases while migrating: 0" in result.output, result.explain()
+    assert_no_secret_in(result.output, BUILD_DIR / "secrets")  # the migration's log is printed
     container = mlflow_container()
     assert container["Config"]["Image"] == NEW.ref("mlflow")
     assert record.read_text().strip() == container["Image"] != old_image
@@ -520,6 +522,7 @@ def test_an_older_mlflow_is_refused_with_the_backup_named(state, timings):
     assert f"which MLflow {OLD.mlflow_version} does not know" in said, result.explain()
     assert "MLflow serves again on its previous image" in said, result.explain()
     assert f"make restore ENV={ENV_NAME} FROM={BACKUP_DIR / backup} YES=1" in said, result.explain()
+    assert_no_secret_in(result.output, BUILD_DIR / "secrets")  # the migration's error is printed
     after = mlflow_container()
     assert (after["Id"], after["Config"]["Image"]) == (container["Id"], NEW.ref("mlflow"))
     assert after["State"]["Health"]["Status"] == "healthy"

@@ -106,6 +106,26 @@ def test_no_backup_names_the_command_to_make_one(tmp_path: Path) -> None:
         backup.latest_backup(in_root(tmp_path).backup_root, "x")
 
 
+def test_rollback_advice_names_the_newest_complete_backup_taken_before_an_upgrade(
+    tmp_path: Path,
+) -> None:
+    for name in ["20261101T000000Z-before-upgrade", "20261102T000000Z-before-upgrade",
+                 "20261103T000000Z", "20261104T000000Z-before-restore"]:  # fmt: skip
+        make_backup(tmp_path / name, {"postgresql-mlflow.dump": b"d"})
+    (tmp_path / "20261105T000000Z-before-upgrade.partial").mkdir()  # an interrupted one
+    newest = tmp_path / "20261102T000000Z-before-upgrade"
+    advice = backup.rollback_advice(tmp_path, "prod")
+    assert advice.startswith(f"The newest backup taken before an upgrade is {newest};"), advice
+    assert f"`make restore ENV=prod FROM={newest} YES=1`" in advice
+
+
+def test_rollback_advice_says_when_no_backup_was_taken_before_an_upgrade(tmp_path: Path) -> None:
+    make_backup(tmp_path / "20261103T000000Z", {"postgresql-mlflow.dump": b"d"})
+    assert backup.rollback_advice(tmp_path, "prod") == (
+        f"No backup taken before an upgrade is in {tmp_path}."
+    )
+
+
 def test_retention_keeps_the_newest(tmp_path: Path) -> None:
     names = ["20261101T000000Z", "20261102T000000Z-before-upgrade", "20261103T000000Z"]
     for name in names:

@@ -31,6 +31,12 @@ ROUTES = [
     (["stack", "backup", "e", "--keep", "3"], docker_cli, "_backup", {"env": "e", "keep": "3"}),
     (["stack", "restore", "e", "/b/1"], docker_cli, "_restore", {"env": "e", "source": "/b/1"}),
     (["stack", "pre-upgrade", "e"], docker_cli, "_pre_upgrade", {"env": "e"}),
+    (
+        ["stack", "rollback-advice", "e", "/b"],
+        docker_cli,
+        "_rollback_advice",
+        {"env": "e", "backups": "/b"},
+    ),
     (["stack", "upgrade-postgresql", "e"], docker_cli, "_upgrade_postgresql", {"env": "e"}),
     (
         ["people", "add", "e", "ana", "--role", "reader", "--dvc", "read"],
