@@ -30,8 +30,10 @@ $(VENV_STAMP): requirements/dev.lock pyproject.toml
 venv: $(VENV_STAMP) ## Create .venv with the pinned tools
 
 .PHONY: lock
-lock: $(VENV_STAMP) ## Re-resolve requirements/*.in and images/mlflow/requirements.in into lock files
-	$(MLOPSKIT) deps lock
+# Pins already locked stay: a package added to a .in file moves nothing else. UPGRADE=1
+# re-resolves every package (new releases, security fixes).
+lock: $(VENV_STAMP) ## Resolve requirements/*.in and images/mlflow/requirements.in into lock files (UPGRADE=1: all anew)
+	$(MLOPSKIT) deps lock $(if $(UPGRADE),--upgrade)
 
 .PHONY: images
 # MLFLOW_VERSION=X.Y.Z (on the command line, so also in the environment of what runs) builds

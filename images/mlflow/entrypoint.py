@@ -62,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
     "MLFLOW_SERVE_ARTIFACTS": True,
     "MLFLOW_SFTP_PRIVATE_KEY_FILE": "/etc/mlflow/sftp/id_rsa",
     "MLFLOW_SFTP_KNOWN_HOSTS_FILE": "/etc/mlflow/sftp/known_hosts",
+    "MLFLOW_S3_ENDPOINT_URL": "",
+    "MLFLOW_S3_CREDENTIALS_FILE": "",
+    "MLFLOW_S3_CA_FILE": "",
+    "MLFLOW_PRESIGNED_ARTIFACT_URLS": False,
+    "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "path",
     "MLFLOW_PORT": 5000,
     "MLFLOW_WORKERS": 2,
     "MLFLOW_ALLOWED_HOSTS": "",
@@ -84,6 +89,7 @@ LIMITS: dict[str, tuple[int, int]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "MLFLOW_DB_SSLMODE": ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "MLFLOW_AUTH_DEFAULT_PERMISSION": ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS"),
+    "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": ("path", "virtual", "auto"),
 }
 # end generated
 AUTH_PERMISSIONS = CHOICES["MLFLOW_AUTH_DEFAULT_PERMISSION"]
@@ -110,6 +116,20 @@ VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 TLS_VERIFY_ERRORS = ("certificate verify failed", "does not match host name", "root certificate")
 # MLflow's own variable for --read-replica-backend-store-uri (mlflow server --help).
 READ_REPLICA_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
+ADDRESSING_STYLES = CHOICES["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"]
+# botocore's default checksums (CRC headers on every request) fail on Ceph RGW over HTTPS
+# (MissingContentLength); S3 itself needs them only where an API requires them.
+S3_CHECKSUM_DEFAULTS = {
+    "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+}
+# S3 error codes that mean the keys are wrong or may not list the bucket: not worth waiting for.
+S3_ACCESS_ERRORS = (
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+)
 LOCAL_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[::1]:*")
 
 
@@ -288,11 +308,35 @@ class Settings:
     db_max_overflow: int = DEFAULTS["MLFLOW_DB_MAX_OVERFLOW"]
     # Reads go there (MLflow's --read-replica-backend-store-uri); empty: all on the primary.
     read_replica_uri: str = field(default="", repr=False)
+    s3_endpoint_url: str = ""
+    s3_credentials_file: str = ""
+    s3_ca_file: str = ""
+    s3_addressing_style: str = DEFAULTS["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"]
+    presigned_artifact_urls: bool = DEFAULTS["MLFLOW_PRESIGNED_ARTIFACT_URLS"]
+
+    @property
+    def artifact_uri(self) -> str:
+        """Where artifacts go: the server's destination, or the root clients write to."""
+        return self.artifacts_destination if self.serve_artifacts else self.default_artifact_root
 
     @property
     def uses_sftp(self) -> bool:
-        uri = self.artifacts_destination if self.serve_artifacts else self.default_artifact_root
-        return uri.startswith("sftp://")
+        return self.artifact_uri.startswith("sftp://")
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.artifact_uri.startswith("s3://")
+
+    def s3_environment(self) -> dict[str, str]:
+        """What boto3 (MLflow's S3 store and the start check) reads from the environment."""
+        values = {"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": self.s3_addressing_style}
+        if self.s3_endpoint_url:
+            values["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        if self.s3_credentials_file:
+            values["AWS_SHARED_CREDENTIALS_FILE"] = self.s3_credentials_file
+        if self.s3_ca_file:
+            values["AWS_CA_BUNDLE"] = self.s3_ca_file
+        return values
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -413,6 +457,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "MLFLOW_SFTP_KNOWN_HOSTS_FILE", DEFAULTS["MLFLOW_SFTP_KNOWN_HOSTS_FILE"]
         ).strip(),
         read_replica_uri=read_replica,
+        **s3_settings(env),
         **auth_fields,  # type: ignore[arg-type]
     )
     if settings.uses_sftp:
@@ -422,7 +467,41 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ):
             if not os.access(path, os.R_OK):
                 raise ConfigError(f"{name}={path} is not readable; mount it for sftp:// artifacts")
+    if settings.uses_s3:
+        bucket = s3_bucket_and_prefix(settings.artifact_uri)[0]
+        if not bucket:
+            raise ConfigError(
+                f"{settings.artifact_uri!r} names no bucket; use s3://BUCKET or s3://BUCKET/PREFIX"
+            )
+        for name, path in (
+            ("MLFLOW_S3_CREDENTIALS_FILE", settings.s3_credentials_file),
+            ("MLFLOW_S3_CA_FILE", settings.s3_ca_file),
+        ):
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(f"{name}={path} is not readable; mount it for s3:// artifacts")
     return settings
+
+
+def s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    style = _text(env, "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE")
+    if style not in ADDRESSING_STYLES:
+        raise ConfigError(
+            f"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE={style!r} must be one of "
+            + ", ".join(ADDRESSING_STYLES)
+        )
+    return {
+        "s3_endpoint_url": env.get("MLFLOW_S3_ENDPOINT_URL", "").strip(),
+        "s3_credentials_file": env.get("MLFLOW_S3_CREDENTIALS_FILE", "").strip(),
+        "s3_ca_file": env.get("MLFLOW_S3_CA_FILE", "").strip(),
+        "s3_addressing_style": style,
+        "presigned_artifact_urls": _truthy(env, "MLFLOW_PRESIGNED_ARTIFACT_URLS"),
+    }
+
+
+def s3_bucket_and_prefix(uri: str) -> tuple[str, str]:
+    """("bucket", "some/prefix") of "s3://bucket/some/prefix/"."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
 
 
 def bare_host_known_hosts(text: str) -> str:
@@ -511,6 +590,14 @@ def prepare_runtime(settings: Settings, env: dict[str, str]) -> None:
             "MLFLOW_AUTH_DB_URI",
         }:
             env.pop(name)
+    # After the pop above: AWS_SHARED_CREDENTIALS_FILE ends in _FILE too.
+    env.pop("MLFLOW_S3_ENDPOINT_URL", None)
+    # Read by the server app (plugins/mlops_kit_app), in MLflow's spelling of a boolean.
+    env["MLFLOW_PRESIGNED_ARTIFACT_URLS"] = str(settings.presigned_artifact_urls).lower()
+    if settings.uses_s3:
+        env.update(settings.s3_environment())
+        for name, value in S3_CHECKSUM_DEFAULTS.items():
+            env.setdefault(name, value)
 
 
 def server_argv(settings: Settings) -> list[str]:
@@ -575,6 +662,65 @@ def wait_for_database(
                     f"({reason}); check {settings_hint} and that PostgreSQL is up"
                 ) from None
             time.sleep(2)
+
+
+def check_s3_bucket(settings: Settings, env: Mapping[str, str], seconds: int) -> None:
+    """Stop with a ConfigError unless the server's S3 keys may list its bucket (and prefix);
+    wait up to ``seconds`` for an endpoint that does not answer yet."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, SSLError
+
+    bucket, prefix = s3_bucket_and_prefix(settings.artifact_uri)
+    where = f"s3://{bucket}/{prefix} at {settings.s3_endpoint_url or 'AWS S3'}"
+    aws = {key: value for key, value in env.items() if key.startswith("AWS_")}
+    os.environ.update(aws)  # boto3 reads the credentials file and CA bundle from there
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        config=Config(
+            s3={"addressing_style": settings.s3_addressing_style},
+            connect_timeout=5,
+            read_timeout=10,
+            retries={"max_attempts": 1},
+        ),
+    )
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            log(f"artifacts: {where} is listable")
+            return
+        except SSLError as exc:
+            raise ConfigError(
+                f"{where}: the endpoint's TLS certificate does not check out ({exc}); mount the "
+                "CA that signed it and set MLFLOW_S3_CA_FILE"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise ConfigError(
+                    f"{where}: the bucket {bucket} does not exist; create it (MLflow creates none)"
+                ) from None
+            if code in S3_ACCESS_ERRORS:
+                raise ConfigError(
+                    f"{where}: the server's S3 keys may not list it ({code}); check "
+                    "MLFLOW_S3_CREDENTIALS_FILE and the bucket's policy"
+                ) from None
+            reason = f"{code}: {exc}"
+        except BotoCoreError as exc:
+            if "credentials" in type(exc).__name__.lower():
+                raise ConfigError(
+                    f"{where}: no S3 credentials found ({exc}); mount them and set "
+                    "MLFLOW_S3_CREDENTIALS_FILE"
+                ) from None
+            reason = str(exc)
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"{where} did not answer within {seconds}s ({reason}); check "
+                "MLFLOW_S3_ENDPOINT_URL and that the store is up"
+            )
+        time.sleep(2)
 
 
 @contextlib.contextmanager
@@ -782,6 +928,8 @@ def main(argv: list[str]) -> int:
         if settings.auth_enabled:
             converge_accounts(settings)
         prepare_runtime(settings, env)
+        if settings.uses_s3:
+            check_s3_bucket(settings, env, settings.db_wait_seconds)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EX_CONFIG

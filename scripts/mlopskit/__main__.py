@@ -109,12 +109,17 @@ def _deps_lock(args: argparse.Namespace) -> None:
     # Checked here: argparse (3.11) rejects an empty nargs="*" list against `choices`.
     if unknown := sorted(set(args.which) - set(LOCKS)):
         raise CommandError(f"unknown lock(s) {unknown}; choose from {', '.join(LOCKS)}")
-    lock_all(args.which or list(LOCKS))
+    lock_all(args.which or list(LOCKS), args.upgrade)
 
 
 def add_deps_commands(sub: argparse._SubParsersAction) -> None:
-    lock = sub.add_parser("lock", help="re-resolve the requirements lock files")
+    lock = sub.add_parser(
+        "lock", help="resolve the requirements lock files, keeping their pins unless --upgrade"
+    )
     lock.add_argument("which", nargs="*", help="dev, mlflow or both (the default)")
+    lock.add_argument(
+        "--upgrade", action="store_true", help="re-resolve every package, not only new ones"
+    )
     lock.set_defaults(func=_deps_lock)
 
 

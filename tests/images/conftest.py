@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlopskit.versions import IMAGE_NAMES, ImageSet, image_set
 
@@ -191,6 +194,36 @@ def sftp_client_files(directory: Path, sftp: Sftp) -> Path:
     return directory
 
 
+def server_env(db_host: str) -> dict[str, str]:
+    """What both targets give every MLflow server: its database (migrated at start here) and the
+    auth secrets, files `db`, `admin` and `flask` mounted at /run/secrets/mlflow."""
+    return {
+        "MLFLOW_DB_HOST": db_host,
+        "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
+        "MLFLOW_DB_UPGRADE": "true",
+        "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+    }
+
+
+@contextlib.contextmanager
+def tracking_credentials(url: str, username: str, password: str) -> Iterator[None]:
+    """The stock client's credentials variables set to a user's, and the tracking URI to
+    ``url``, for the block; the variables are restored after it."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(zip(names, (username, password), strict=True))
+    mlflow.set_tracking_uri(url)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def start_mlflow(
     sandbox: Sandbox,
     images: ImageSet,
@@ -208,11 +241,7 @@ def start_mlflow(
         "mlflow",
         images.ref("mlflow"),
         env={
-            "MLFLOW_DB_HOST": "db",
-            "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db",
-            "MLFLOW_DB_UPGRADE": "true",
-            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/mlflow/admin",
-            "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/mlflow/flask",
+            **server_env("db"),
             "MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts",
             **(env or {}),
         },

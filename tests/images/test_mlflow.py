@@ -25,6 +25,7 @@ from tests.images.conftest import (
     Sftp,
     sftp_client_files,
     start_postgres,
+    tracking_credentials,
 )
 from tests.support.cors import (
     HOSTILE_ORIGINS,
@@ -41,17 +42,8 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def client(mlflow_server: Mlflow) -> Iterator[MlflowClient]:
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
-        mlflow_server.auth
-    )
-    mlflow.set_tracking_uri(mlflow_server.url)
-    yield MlflowClient(mlflow_server.url)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with tracking_credentials(mlflow_server.url, *mlflow_server.auth):
+        yield MlflowClient(mlflow_server.url)
 
 
 def sha256(data: bytes) -> str:

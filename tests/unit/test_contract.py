@@ -161,7 +161,7 @@ def mlflow_entrypoint_reads() -> set[str]:
                 called in ENV_READERS
                 and isinstance(arg, ast.Constant)
                 and isinstance(arg.value, str)
-                and re.fullmatch(r"MLFLOW_[A-Z_]+", arg.value)
+                and re.fullmatch(r"MLFLOW_[A-Z0-9_]+", arg.value)
             ):
                 names.add(arg.value)
     return names

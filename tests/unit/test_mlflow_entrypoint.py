@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -374,3 +375,83 @@ def test_bad_read_replica_settings_name_the_variable(ep, env, change, message) -
     env.update(change)
     with pytest.raises(ep.ConfigError, match=message):
         ep.load_settings(env)
+
+
+@pytest.fixture
+def s3_env(env, tmp_path: Path) -> dict[str, str]:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = A\naws_secret_access_key = S\n")
+    ca = tmp_path / "s3-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    return dict(
+        env,
+        MLFLOW_ARTIFACTS_DESTINATION="s3://team-bucket/mlflow/artifacts/",
+        MLFLOW_S3_ENDPOINT_URL="https://rgw.example.com",
+        MLFLOW_S3_CREDENTIALS_FILE=str(credentials),
+        MLFLOW_S3_CA_FILE=str(ca),
+        MLFLOW_SFTP_PRIVATE_KEY_FILE="/nope",  # not needed for s3://
+    )
+
+
+def test_s3_settings_reach_boto3_through_files_and_the_environment(
+    ep, s3_env, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    settings = ep.load_settings(s3_env)
+    assert settings.uses_s3
+    assert not settings.uses_sftp
+    assert ep.s3_bucket_and_prefix(settings.artifact_uri) == ("team-bucket", "mlflow/artifacts")
+    server_env = dict(s3_env)
+    ep.prepare_runtime(settings, server_env)
+    assert server_env["AWS_SHARED_CREDENTIALS_FILE"] == s3_env["MLFLOW_S3_CREDENTIALS_FILE"]
+    assert server_env["AWS_CA_BUNDLE"] == s3_env["MLFLOW_S3_CA_FILE"]
+    assert server_env["MLFLOW_S3_ENDPOINT_URL"] == "https://rgw.example.com"
+    assert server_env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] == "path"
+    assert server_env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+    assert server_env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
+    argv = ep.server_argv(settings)
+    assert argv[argv.index("--artifacts-destination") + 1] == s3_env["MLFLOW_ARTIFACTS_DESTINATION"]
+
+
+def test_a_checksum_setting_of_the_operator_wins(ep, s3_env, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    server_env = dict(s3_env, AWS_REQUEST_CHECKSUM_CALCULATION="when_supported")
+    ep.prepare_runtime(ep.load_settings(s3_env), server_env)
+    assert server_env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_supported"
+
+
+def test_an_empty_endpoint_means_aws_and_sftp_needs_no_s3_variables(
+    ep, env, s3_env, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ep, "RUNTIME_DIR", tmp_path / "runtime")
+    (tmp_path / "runtime").mkdir()
+    s3_env["MLFLOW_S3_ENDPOINT_URL"] = ""
+    server_env = dict(s3_env)
+    ep.prepare_runtime(ep.load_settings(s3_env), server_env)
+    assert "MLFLOW_S3_ENDPOINT_URL" not in server_env  # boto3 would take "" for an endpoint
+    sftp_env = dict(env, MLFLOW_S3_ENDPOINT_URL="https://rgw.example.com")
+    ep.prepare_runtime(ep.load_settings(env), sftp_env)
+    assert not {"MLFLOW_S3_ENDPOINT_URL", "AWS_SHARED_CREDENTIALS_FILE"} & set(sftp_env)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_ARTIFACTS_DESTINATION": "s3://"}, "names no bucket; use s3://BUCKET"),
+        (
+            {"MLFLOW_S3_CREDENTIALS_FILE": "/nope/credentials"},
+            "MLFLOW_S3_CREDENTIALS_FILE=/nope/credentials is not readable",
+        ),
+        ({"MLFLOW_S3_CA_FILE": "/nope/ca.pem"}, "MLFLOW_S3_CA_FILE=/nope/ca.pem is not readable"),
+        (
+            {"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "dns"},
+            "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE='dns' must be one of path, virtual, auto",
+        ),
+    ],
+)
+def test_bad_s3_settings_name_the_variable(ep, s3_env, change, message) -> None:
+    s3_env.update(change)
+    with pytest.raises(ep.ConfigError, match=re.escape(message)):
+        ep.load_settings(s3_env)

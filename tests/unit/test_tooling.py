@@ -128,6 +128,29 @@ def test_a_lock_keeps_packaging_tools_only_when_its_in_file_names_them() -> None
     )
 
 
+def test_a_new_lock_keeps_the_pins_of_packages_the_in_file_does_not_name() -> None:
+    """Adding boto3 must not move kubernetes; a bound named in the .in file may move its pin."""
+    from mlopskit.lock import kept_pins
+
+    lock = "# Generated\nkubernetes==37.0.2\npython-dateutil==4.0.0\nsix==1.17.0\n"
+    source = (
+        "boto3\n# botocore needs < 3\npython-dateutil<3\nKubernetes[adal]<37 ; python_version>'3'\n"
+    )
+    assert kept_pins(lock, source) == "six==1.17.0\n"
+    assert kept_pins(lock, "boto3\n") == "kubernetes==37.0.2\npython-dateutil==4.0.0\nsix==1.17.0\n"
+
+
+def test_the_lock_command_passes_upgrade_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlopskit import __main__ as cli
+    from mlopskit import lock
+
+    calls: list[tuple[list[str], bool]] = []
+    monkeypatch.setattr(lock, "lock_all", lambda which, upgrade: calls.append((which, upgrade)))
+    assert cli.main(["deps", "lock", "dev"]) == 0
+    assert cli.main(["deps", "lock", "--upgrade"]) == 0
+    assert calls == [(["dev"], False), (list(lock.LOCKS), True)]
+
+
 def test_the_dev_lock_pins_a_setuptools_that_builds_the_project() -> None:
     """`make venv` installs the project with --no-build-isolation: on the lock's setuptools."""
     import tomllib
