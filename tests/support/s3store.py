@@ -105,28 +105,17 @@ class S3Store:
         raise AssertionError(f"the S3 store did not answer in {timeout}s:\n{self.container.logs()}")
 
 
-def start_s3store(sandbox: Sandbox, tmp: Path, name: str = "s3", attempts: int = 2) -> S3Store:
+def start_s3store(sandbox: Sandbox, tmp: Path, name: str = "s3") -> S3Store:
     """A store named ``name`` on the sandbox network, as an arbitrary UID with a read-only root
-    and no capabilities, answering when returned.
-
-    A first start on a new volume has failed here (2 of about 20, both on a loaded machine) with
-    the OSD refused by the monitor ('wrong fsid') and the store exiting: the store is then
-    started again, on a new volume, and the error names every failed start."""
+    and no capabilities, answering when returned."""
     access, secret = secrets.token_hex(10).upper(), secrets.token_urlsafe(30)
     keys = secret_dir(tmp / f"{name}-keys", {"access_key": access, "secret_key": secret})
-    failures: list[str] = []
-    for attempt in range(1, attempts + 1):
-        container = sandbox.run(
-            name,
-            ensure_image(),
-            mounts=[f"{sandbox.volume(f'{name}-{attempt}')}:/data", f"{keys}:/run/secrets/s3:ro"],
-            publish=[PORT],
-        )
-        store = S3Store(container, access, secret, name)
-        try:
-            store.wait_ready()
-            return store
-        except AssertionError as exc:
-            failures.append(f"start {attempt}: {exc}")
-            docker("rm", "--force", container.name, check=False)
-    raise AssertionError("\n".join(failures))
+    container = sandbox.run(
+        name,
+        ensure_image(),
+        mounts=[f"{sandbox.volume(name)}:/data", f"{keys}:/run/secrets/s3:ro"],
+        publish=[PORT],
+    )
+    store = S3Store(container, access, secret, name)
+    store.wait_ready()
+    return store

@@ -45,6 +45,11 @@ bluestore_block_size = 10737418240
 osd_pool_default_size = 1
 osd_pool_default_min_size = 1
 osd_crush_chooseleaf_type = 0
+# Placed once below: at start the OSD would send the monitor these updates itself, and with
+# cephx off it may send them before it knows the cluster's fsid, which the monitor refuses
+# ('wrong fsid'), and the OSD exits (seen on a loaded machine).
+osd_crush_update_on_start = false
+osd_class_update_on_start = false
 mon_allow_pool_size_one = true
 mon_warn_on_pool_no_redundancy = false
 mon_data_avail_warn = 1
@@ -64,6 +69,7 @@ if [ ! -f "$DATA/osd/ready" ]; then
     ceph osd new "$uuid" >/dev/null
     mkdir -p "$DATA/osd"
     ceph-osd -i 0 --mkfs --osd-uuid "$uuid"
+    ceph osd crush add osd.0 1.0 host=s3store root=default >/dev/null 2>&1
     touch "$DATA/osd/ready"
 fi
 ceph-osd -i 0
