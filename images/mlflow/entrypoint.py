@@ -17,6 +17,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
+import shlex
 import stat
 import sys
 import time
@@ -68,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "MLFLOW_PRESIGNED_ARTIFACT_URLS": False,
     "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "path",
     "MLFLOW_PORT": 5000,
+    "MLFLOW_TLS_CERT_FILE": "",
+    "MLFLOW_TLS_KEY_FILE": "",
     "MLFLOW_WORKERS": 2,
     "MLFLOW_ALLOWED_HOSTS": "",
     "MLFLOW_CORS_ALLOWED_ORIGINS": "",
@@ -313,6 +316,8 @@ class Settings:
     s3_ca_file: str = ""
     s3_addressing_style: str = DEFAULTS["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"]
     presigned_artifact_urls: bool = DEFAULTS["MLFLOW_PRESIGNED_ARTIFACT_URLS"]
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @property
     def artifact_uri(self) -> str:
@@ -458,6 +463,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ).strip(),
         read_replica_uri=read_replica,
         **s3_settings(env),
+        **tls_settings(env),
         **auth_fields,  # type: ignore[arg-type]
     )
     if settings.uses_sftp:
@@ -495,6 +501,27 @@ def s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "s3_ca_file": env.get("MLFLOW_S3_CA_FILE", "").strip(),
         "s3_addressing_style": style,
         "presigned_artifact_urls": _truthy(env, "MLFLOW_PRESIGNED_ARTIFACT_URLS"),
+    }
+
+
+def tls_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The server's own certificate and key: both or neither, each readable."""
+    files = {
+        "MLFLOW_TLS_CERT_FILE": env.get("MLFLOW_TLS_CERT_FILE", "").strip(),
+        "MLFLOW_TLS_KEY_FILE": env.get("MLFLOW_TLS_KEY_FILE", "").strip(),
+    }
+    given = [name for name, path in files.items() if path]
+    if len(given) == 1:
+        missing = next(name for name in files if name not in given)
+        raise ConfigError(f"{given[0]} is set but {missing} is not; set both for HTTPS, or neither")
+    for name, path in files.items():
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(
+                f"{name}={path} is not readable; mount the server's certificate and key"
+            )
+    return {
+        "tls_cert_file": files["MLFLOW_TLS_CERT_FILE"],
+        "tls_key_file": files["MLFLOW_TLS_KEY_FILE"],
     }
 
 
@@ -620,6 +647,10 @@ def server_argv(settings: Settings) -> list[str]:
         argv += ["--expose-prometheus", settings.prometheus_dir]
     if settings.enable_workspaces:
         argv.append("--enable-workspaces")
+    if settings.tls_cert_file:
+        # Paths only: uvicorn reads the files in each worker.
+        tls = ["--ssl-certfile", settings.tls_cert_file, "--ssl-keyfile", settings.tls_key_file]
+        argv += ["--uvicorn-opts", shlex.join(tls)]
     argv += ["--app-name", AUTH_APP if settings.auth_enabled else APP]
     return argv
 

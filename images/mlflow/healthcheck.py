@@ -1,7 +1,9 @@
 #!/opt/mlflow/bin/python
-"""Healthy when the server answers /health (which skips the allowed-hosts check)."""
+"""Healthy when the server answers /health (which skips the allowed-hosts check), over HTTPS
+when it has its own certificate."""
 
 import os
+import ssl
 import sys
 import urllib.request
 
@@ -9,8 +11,13 @@ import urllib.request
 DEFAULT_PORT = 5000
 # end generated
 port = os.environ.get("MLFLOW_PORT") or DEFAULT_PORT
+# With its own certificate the server speaks HTTPS only; the certificate names the server's
+# public name, not 127.0.0.1, and the check is local: it is not verified here.
+https = bool(os.environ.get("MLFLOW_TLS_CERT_FILE", "").strip())
+context = ssl._create_unverified_context() if https else None  # noqa: S323
+url = f"{'https' if https else 'http'}://127.0.0.1:{port}/health"
 try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=4) as response:
+    with urllib.request.urlopen(url, timeout=4, context=context) as response:  # noqa: S310
         sys.exit(0 if response.status == 200 else 1)
 except OSError:
     sys.exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -455,3 +456,44 @@ def test_bad_s3_settings_name_the_variable(ep, s3_env, change, message) -> None:
     s3_env.update(change)
     with pytest.raises(ep.ConfigError, match=re.escape(message)):
         ep.load_settings(s3_env)
+
+
+def test_a_certificate_and_key_make_uvicorn_serve_https_from_their_paths(
+    ep, env, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "tls cert.pem", tmp_path / "tls.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    env.update(MLFLOW_TLS_CERT_FILE=str(cert), MLFLOW_TLS_KEY_FILE=str(key))
+    argv = ep.server_argv(ep.load_settings(env))
+    opts = shlex.split(argv[argv.index("--uvicorn-opts") + 1])
+    assert opts == ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    del env["MLFLOW_TLS_CERT_FILE"], env["MLFLOW_TLS_KEY_FILE"]
+    assert "--uvicorn-opts" not in ep.server_argv(ep.load_settings(env))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"MLFLOW_TLS_CERT_FILE": "CERT"},
+            "MLFLOW_TLS_CERT_FILE is set but MLFLOW_TLS_KEY_FILE is not; set both",
+        ),
+        (
+            {"MLFLOW_TLS_KEY_FILE": "CERT"},
+            "MLFLOW_TLS_KEY_FILE is set but MLFLOW_TLS_CERT_FILE is not; set both",
+        ),
+        (
+            {"MLFLOW_TLS_CERT_FILE": "CERT", "MLFLOW_TLS_KEY_FILE": "/nope/tls.key"},
+            "MLFLOW_TLS_KEY_FILE=/nope/tls.key is not readable",
+        ),
+    ],
+)
+def test_bad_tls_files_of_the_server_name_the_variable(
+    ep, env, tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    cert = tmp_path / "tls.crt"
+    cert.write_text("cert")
+    env.update({name: value.replace("CERT", str(cert)) for name, value in change.items()})
+    with pytest.raises(ep.ConfigError, match=re.escape(message)):
+        ep.load_settings(env)
