@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +23,12 @@ import yaml
 from mlopskit.environments import parse_connection_env
 
 from tests.e2e.e2e_support import REPO_ROOT, make, purge, recap_changed
+from tests.support.dvc import run_dvc
 
 ENV_NAME = "e2e-people"
 DEPLOY_DIR = REPO_ROOT / "deploy" / ENV_NAME
 BUILD_DIR = REPO_ROOT / "build" / ENV_NAME
 MLFLOW_PORT, SFTP_PORT = 18600, 18622
-VENV_BIN = Path(sys.executable).parent
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 
@@ -91,17 +90,7 @@ def openssh(values: dict[str, str], batch: str, key: str | None = None) -> str:
 
 
 def dvc(values: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        **values,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.invalid",
-        "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.invalid",
-    }  # fmt: skip
-    return subprocess.run(
-        list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+    return run_dvc(*args, cwd=cwd, env=values)
 
 
 def dvc_project(values: dict[str, str], root: Path) -> Path:
