@@ -344,8 +344,11 @@ class Settings:
         return values
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Parse and validate the whole contract; raise ConfigError naming the first problem."""
+def load_settings(env: Mapping[str, str], server: bool = True) -> Settings:
+    """Parse and validate the whole contract; raise ConfigError naming the first problem.
+
+    ``server`` false (the `migrate` and `wait-schema` commands): only the databases' settings
+    are needed and checked, so a migration Job or container gets no other secret."""
     for name, ours in MLFLOW_POOL_VARIABLES.items():
         if env.get(name, "").strip():
             raise ConfigError(
@@ -372,30 +375,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     serve = _truthy(env, "MLFLOW_SERVE_ARTIFACTS")
     destination = env.get("MLFLOW_ARTIFACTS_DESTINATION", "").strip()
     root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT", "").strip()
-    if serve and not destination:
+    if server and serve and not destination:
         raise ConfigError(
             "MLFLOW_ARTIFACTS_DESTINATION is required when MLFLOW_SERVE_ARTIFACTS=true, "
             "e.g. sftp://mlops@sftp:2222/data/artifacts"
         )
-    if not serve and not root:
+    if server and not serve and not root:
         raise ConfigError(
             "MLFLOW_DEFAULT_ARTIFACT_ROOT is required when MLFLOW_SERVE_ARTIFACTS=false, "
             "e.g. sftp://mlops@sftp.example.com:2222/data/artifacts"
         )
     auth = _truthy(env, "MLFLOW_AUTH_ENABLED")
     auth_fields: dict[str, object] = {}
-    if auth:
-        auth_db = read_secret(env, "MLFLOW_AUTH_DB_URI")
-        auth_db = (
-            normalize_db_uri(auth_db)
-            if auth_db
-            else build_db_uri(env, _text(env, "MLFLOW_AUTH_DB_NAME"))
-        )
-        if auth_db == backend:
-            raise ConfigError(
-                "the auth database must differ from the tracking database (their migrations "
-                "clash); set MLFLOW_AUTH_DB_NAME"
-            )
+    if auth and not server:
+        auth_fields = {"auth_db_uri": auth_db_uri(env, backend)}
+    elif auth:
+        auth_db = auth_db_uri(env, backend)
         permission = _text(env, "MLFLOW_AUTH_DEFAULT_PERMISSION")
         if permission not in AUTH_PERMISSIONS:
             raise ConfigError(
@@ -462,10 +457,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "MLFLOW_SFTP_KNOWN_HOSTS_FILE", DEFAULTS["MLFLOW_SFTP_KNOWN_HOSTS_FILE"]
         ).strip(),
         read_replica_uri=read_replica,
-        **s3_settings(env),
-        **tls_settings(env),
+        **(s3_settings(env) | tls_settings(env) if server else {}),
         **auth_fields,  # type: ignore[arg-type]
     )
+    if not server:
+        return settings
     if settings.uses_sftp:
         for name, path in (
             ("MLFLOW_SFTP_PRIVATE_KEY_FILE", settings.sftp_private_key_file),
@@ -486,6 +482,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             if path and not os.access(path, os.R_OK):
                 raise ConfigError(f"{name}={path} is not readable; mount it for s3:// artifacts")
     return settings
+
+
+def auth_db_uri(env: Mapping[str, str], backend: str) -> str:
+    """The auth database's URI: MLFLOW_AUTH_DB_URI, else the tracking one's parts with
+    MLFLOW_AUTH_DB_NAME; never the tracking database itself."""
+    uri = read_secret(env, "MLFLOW_AUTH_DB_URI")
+    uri = normalize_db_uri(uri) if uri else build_db_uri(env, _text(env, "MLFLOW_AUTH_DB_NAME"))
+    if uri == backend:
+        raise ConfigError(
+            "the auth database must differ from the tracking database (their migrations "
+            "clash); set MLFLOW_AUTH_DB_NAME"
+        )
+    return uri
 
 
 def s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
@@ -936,7 +945,7 @@ def main(argv: list[str]) -> int:
         return EX_CONFIG
     env = dict(os.environ)
     try:
-        settings = load_settings(env)
+        settings = load_settings(env, server=command == "server")
         if not os.access("/tmp", os.W_OK):
             raise ConfigError("/tmp is not writable; mount a tmpfs there (docker: --tmpfs /tmp)")
         RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)

@@ -153,20 +153,37 @@ def test_commands_ports_volumes_and_tmp(case: Rendered) -> None:
             ]
 
 
+# What the `migrate` command reads (images/mlflow/entrypoint.py, load_settings(server=False)).
+MIGRATION_SETTINGS = re.compile(r"MLFLOW_DB_[A-Z_]+|MLFLOW_AUTH_ENABLED|MLFLOW_AUTH_DB_NAME")
+MIGRATION_VOLUMES = {"tmp", "db-password", "db-ca"}
+
+
 def test_migration_runs_once_with_the_server_settings_before_it(case: Rendered) -> None:
-    """One Job migrates with the server's image, settings and mounts; the server waits for
+    """One Job migrates with the server's image and database settings; the server waits for
     it in its last init container and never migrates itself."""
     mlflow = case.get("Deployment", "-mlflow")["spec"]["template"]["spec"]
     init = {c["name"]: c for c in mlflow["initContainers"]}
     server = mlflow["containers"][0]
     assert list(init)[-1] == "wait-schema", "the schema gate runs last, right before the server"
     assert "migrate" not in init, "no server pod migrates"
-    for step in (init["wait-schema"], migrate_container(case)):
-        assert step["env"] == server["env"]
-        assert step["image"] == server["image"]
-        assert step["volumeMounts"] == server["volumeMounts"]
+    wait, migrate = init["wait-schema"], migrate_container(case)
+    assert wait["env"] == server["env"]
+    assert wait["volumeMounts"] == server["volumeMounts"]
+    assert wait["image"] == migrate["image"] == server["image"]
+    server_env = {item["name"]: item for item in server["env"]}
+    for item in migrate["env"]:
+        assert MIGRATION_SETTINGS.fullmatch(item["name"]), f"the Job needs no {item['name']}"
+        if item["name"] != "MLFLOW_DB_UPGRADE":
+            assert item == server_env[item["name"]], "the server's database settings"
+    assert {"MLFLOW_DB_HOST", "MLFLOW_DB_PASSWORD_FILE"} <= {i["name"] for i in migrate["env"]}
     assert env_map(server)["MLFLOW_DB_UPGRADE"] == "false", "the server must not migrate on its own"
     job = migration_job(case)
+    job_spec = job["spec"]["template"]["spec"]
+    # The Job holds the database password and nothing else: no admin password, Flask key,
+    # people's passwords or SFTP key.
+    assert {v["name"] for v in job_spec["volumes"]} <= MIGRATION_VOLUMES
+    assert {m["name"] for m in migrate["volumeMounts"]} <= MIGRATION_VOLUMES
+    assert "initContainers" not in job_spec
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert "helm.sh/hook" not in job["metadata"].get("annotations", {}), "a release object"
 

@@ -120,17 +120,21 @@ def test_extension_points_reach_the_workload(extended: Rendered, component: str)
 
 
 def test_mlflow_migration_steps_get_the_same_extras(extended: Rendered) -> None:
-    """The migration Job and the server's wait-schema step see the databases as the server
-    does: same env, envFrom, mounts and extra volumes."""
+    """The migration Job and the server's wait-schema step get the extensions the server does
+    (an extraEnv proxy or CA may be how they reach the database): env, envFrom, mounts and
+    volumes, after their own database settings."""
     spec = pod_template(extended, "mlflow")["spec"]
     wait = next(c for c in spec["initContainers"] if c["name"] == "wait-schema")
     job_spec = migration_job(extended)["spec"]["template"]["spec"]
     server = main_container(extended, "mlflow")
-    for step in (wait, migrate_container(extended)):
-        assert step["env"] == server["env"]
+    migrate = migrate_container(extended)
+    assert wait["env"] == server["env"]
+    assert wait["volumeMounts"] == server["volumeMounts"]
+    assert migrate["env"][-2:] == server["env"][-2:], "extraEnv comes last"
+    for step in (wait, migrate):
         assert step["envFrom"] == server["envFrom"]
-        assert step["volumeMounts"] == server["volumeMounts"]
-    assert job_spec["volumes"] == spec["volumes"]
+        assert step["volumeMounts"][-1] == server["volumeMounts"][-1]
+    assert job_spec["volumes"][-1] == spec["volumes"][-1]
 
 
 def test_extended_render_is_valid_kubernetes_and_restricted(extended: Rendered) -> None:

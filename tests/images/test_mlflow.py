@@ -428,3 +428,21 @@ def test_wait_schema_holds_the_server_until_a_migration_elsewhere_finishes(
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "other sessions on the databases while migrating: 0" in again.stderr
+
+
+def test_a_migration_runs_with_the_database_password_alone(
+    sandbox: Sandbox, images, postgres: Postgres, tmp_path: Path
+) -> None:
+    """What the chart's migration Job mounts: no admin password, Flask key or artifact store
+    settings (auth on, so the auth database migrates too)."""
+    secrets = secret_dir(tmp_path / "secrets", {"db": postgres.secrets["app"]})
+    result = sandbox.run_to_exit(
+        images.ref("mlflow"),
+        env={"MLFLOW_DB_HOST": "db", "MLFLOW_DB_PASSWORD_FILE": "/run/secrets/mlflow/db"},
+        command=["migrate"],
+        mounts=[f"{secrets}:/run/secrets/mlflow:ro"],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "migrating the auth database" in result.stderr
+    assert "migrations done" in result.stderr

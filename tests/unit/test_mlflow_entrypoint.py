@@ -497,3 +497,22 @@ def test_bad_tls_files_of_the_server_name_the_variable(
     env.update({name: value.replace("CERT", str(cert)) for name, value in change.items()})
     with pytest.raises(ep.ConfigError, match=re.escape(message)):
         ep.load_settings(env)
+
+
+def test_a_migration_needs_the_databases_settings_only(ep) -> None:
+    """`migrate` and `wait-schema` read no artifact, auth or TLS secret: a migration Job or
+    container gets the database password and nothing else."""
+    env = {
+        "MLFLOW_DB_HOST": "db",
+        "MLFLOW_DB_PASSWORD": "p@ss",
+        "MLFLOW_ARTIFACTS_DESTINATION": "s3://",  # not even looked at
+        "MLFLOW_TLS_CERT_FILE": "/nope/tls.crt",
+    }
+    settings = ep.load_settings(env, server=False)
+    assert settings.auth_db_uri.endswith("@db:5432/mlflow_auth")
+    assert settings.auth_admin_password == ""
+    with pytest.raises(ep.ConfigError, match="MLFLOW_AUTH_ADMIN_PASSWORD is required"):
+        ep.load_settings(env)
+    env["MLFLOW_AUTH_DB_NAME"] = "mlflow"
+    with pytest.raises(ep.ConfigError, match="the auth database must differ"):
+        ep.load_settings(env, server=False)

@@ -449,7 +449,8 @@ autoscaling/v2beta2
 
 {{/* Environment of the server and of its migration step: the same settings, so `migrate`
      validates exactly what the server will run with. Secrets arrive as *_FILE paths. */}}
-{{- define "mlops-kit.mlflow.env" -}}
+{{/* What a migration needs (the `migrate` command reads nothing else): the databases. */}}
+{{- define "mlops-kit.mlflow.databaseEnv" -}}
 - name: MLFLOW_DB_HOST
   value: {{ include "mlops-kit.db.host" . | quote }}
 - name: MLFLOW_DB_PORT
@@ -494,6 +495,13 @@ autoscaling/v2beta2
 {{- if .Values.mlflow.auth.enabled }}
 - name: MLFLOW_AUTH_DB_NAME
   value: {{ include "mlops-kit.db.authName" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The server's settings: the databases', then the rest of the contract. */}}
+{{- define "mlops-kit.mlflow.env" -}}
+{{ include "mlops-kit.mlflow.databaseEnv" . }}
+{{- if .Values.mlflow.auth.enabled }}
 - name: MLFLOW_AUTH_ADMIN_USERNAME
   value: {{ .Values.mlflow.auth.adminUsername | quote }}
 - name: MLFLOW_AUTH_ADMIN_PASSWORD_FILE
@@ -541,12 +549,20 @@ autoscaling/v2beta2
 {{- end -}}
 
 {{/* Mounts of the MLflow containers: /tmp, the secrets as files, the SFTP key and known_hosts. */}}
-{{- define "mlops-kit.mlflow.volumeMounts" -}}
+{{- define "mlops-kit.mlflow.databaseVolumeMounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: db-password
   mountPath: /etc/mlflow/db
   readOnly: true
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
+- name: db-ca
+  mountPath: /etc/mlflow/db-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "mlops-kit.mlflow.volumeMounts" -}}
+{{ include "mlops-kit.mlflow.databaseVolumeMounts" . }}
 {{- if .Values.mlflow.auth.enabled }}
 - name: auth
   mountPath: /etc/mlflow/auth
@@ -560,11 +576,6 @@ autoscaling/v2beta2
   mountPath: /etc/mlflow/metrics
   readOnly: true
 {{- end }}
-{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
-- name: db-ca
-  mountPath: /etc/mlflow/db-tls
-  readOnly: true
-{{- end }}
 - name: sftp-client-key
   mountPath: /etc/mlflow/sftp
   readOnly: true
@@ -574,7 +585,7 @@ autoscaling/v2beta2
 {{- end -}}
 
 {{/* Secret volumes are group-readable (0440): the pod's group owns them via fsGroup. */}}
-{{- define "mlops-kit.mlflow.volumes" -}}
+{{- define "mlops-kit.mlflow.databaseVolumes" -}}
 - name: tmp
   emptyDir:
     medium: Memory
@@ -586,6 +597,18 @@ autoscaling/v2beta2
     items:
       - key: {{ include "mlops-kit.db.secretKey" . }}
         path: password
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
+- name: db-ca
+  secret:
+    secretName: {{ .Values.externalDatabase.tls.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.externalDatabase.tls.caKey }}
+        path: ca.crt
+{{- end }}
+{{- end -}}
+{{- define "mlops-kit.mlflow.volumes" -}}
+{{ include "mlops-kit.mlflow.databaseVolumes" . }}
 {{- if .Values.mlflow.auth.enabled }}
 - name: auth
   secret:
@@ -621,15 +644,6 @@ autoscaling/v2beta2
     items:
       - key: password
         path: password
-{{- end }}
-{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.tls.existingSecret }}
-- name: db-ca
-  secret:
-    secretName: {{ .Values.externalDatabase.tls.existingSecret }}
-    defaultMode: 0444
-    items:
-      - key: {{ .Values.externalDatabase.tls.caKey }}
-        path: ca.crt
 {{- end }}
 - name: sftp-client-key
   secret:
@@ -1029,27 +1043,24 @@ spec:
   {{- with .Values.mlflow.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
-  {{- if .Values.sftp.enabled }}
-  initContainers:
-    {{- include "mlops-kit.knownHostsInitContainer" . | nindent 4 }}
-  {{- end }}
   containers:
     - name: migrate
       image: {{ include "mlops-kit.image" (dict "ctx" . "image" .Values.mlflow.image) }}
       imagePullPolicy: {{ .Values.mlflow.image.pullPolicy }}
       args: [migrate]
+      {{- /* The databases' settings and secrets only: `migrate` reads nothing else. */}}
       env:
-        {{- include "mlops-kit.env" (dict "ctx" . "env" (include "mlops-kit.mlflow.env" .) "extra" .Values.mlflow.extraEnv) | nindent 8 }}
+        {{- include "mlops-kit.env" (dict "ctx" . "env" (include "mlops-kit.mlflow.databaseEnv" .) "extra" .Values.mlflow.extraEnv) | nindent 8 }}
       {{- include "mlops-kit.extraEnvFrom" (dict "ctx" . "values" .Values.mlflow) | nindent 6 }}
       securityContext:
         {{- include "mlops-kit.containerSecurityContext" . | nindent 8 }}
       resources:
         {{- toYaml .Values.mlflow.migrations.resources | nindent 8 }}
       volumeMounts:
-        {{- include "mlops-kit.mlflow.volumeMounts" . | nindent 8 }}
+        {{- include "mlops-kit.mlflow.databaseVolumeMounts" . | nindent 8 }}
         {{- include "mlops-kit.extraVolumeMounts" (dict "ctx" . "values" .Values.mlflow) | nindent 8 }}
   volumes:
-    {{- include "mlops-kit.mlflow.volumes" . | nindent 4 }}
+    {{- include "mlops-kit.mlflow.databaseVolumes" . | nindent 4 }}
     {{- with .Values.mlflow.extraVolumes }}
     {{- include "mlops-kit.tplvalues" (dict "value" . "ctx" $) | nindent 4 }}
     {{- end }}
