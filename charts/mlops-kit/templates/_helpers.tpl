@@ -523,7 +523,30 @@ autoscaling/v2beta2
 {{- end }}
 - name: MLFLOW_SERVE_ARTIFACTS
   value: {{ .Values.mlflow.serveArtifacts | quote }}
-{{- if .Values.mlflow.serveArtifacts }}
+{{- if eq .Values.mlflow.artifacts.backend "s3" }}
+{{- $s3 := .Values.mlflow.artifacts.s3 }}
+{{- if not .Values.mlflow.serveArtifacts }}
+{{- fail "mlflow.artifacts.backend=s3 needs mlflow.serveArtifacts: true: the people would otherwise need the store's keys; set mlflow.serveArtifacts: true (MLflow proxies every artifact)" }}
+{{- end }}
+- name: MLFLOW_ARTIFACTS_DESTINATION
+  value: {{ printf "s3://%s/%s" $s3.bucket (trimAll "/" $s3.prefix) | trimSuffix "/" | quote }}
+{{- with $s3.endpointUrl }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if $s3.existingSecret }}
+- name: MLFLOW_S3_CREDENTIALS_FILE
+  value: /etc/mlflow/s3/credentials
+{{- end }}
+{{- if $s3.caSecret }}
+- name: MLFLOW_S3_CA_FILE
+  value: /etc/mlflow/s3-ca/ca.crt
+{{- end }}
+- name: MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE
+  value: {{ $s3.addressingStyle | quote }}
+- name: MLFLOW_PRESIGNED_ARTIFACT_URLS
+  value: {{ $s3.presignedUrls | quote }}
+{{- else if .Values.mlflow.serveArtifacts }}
 - name: MLFLOW_ARTIFACTS_DESTINATION
   value: {{ include "mlops-kit.sftp.artifactsUri" . | quote }}
 {{- else }}
@@ -575,6 +598,18 @@ autoscaling/v2beta2
 - name: metrics
   mountPath: /etc/mlflow/metrics
   readOnly: true
+{{- end }}
+{{- if eq .Values.mlflow.artifacts.backend "s3" }}
+{{- if .Values.mlflow.artifacts.s3.existingSecret }}
+- name: s3-credentials
+  mountPath: /etc/mlflow/s3
+  readOnly: true
+{{- end }}
+{{- if .Values.mlflow.artifacts.s3.caSecret }}
+- name: s3-ca
+  mountPath: /etc/mlflow/s3-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 - name: sftp-client-key
   mountPath: /etc/mlflow/sftp
@@ -644,6 +679,27 @@ autoscaling/v2beta2
     items:
       - key: password
         path: password
+{{- end }}
+{{- if eq .Values.mlflow.artifacts.backend "s3" }}
+{{- $s3 := .Values.mlflow.artifacts.s3 }}
+{{- if $s3.existingSecret }}
+- name: s3-credentials
+  secret:
+    secretName: {{ $s3.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $s3.credentialsKey }}
+        path: credentials
+{{- end }}
+{{- if $s3.caSecret }}
+- name: s3-ca
+  secret:
+    secretName: {{ $s3.caSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $s3.caKey }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 - name: sftp-client-key
   secret:
@@ -1010,6 +1066,7 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 {{- end -}}
 {{- if include "mlops-kit.metrics.account" . }}{{ $names = append $names $v.mlflow.metrics.existingSecret }}{{ end -}}
 {{- $names = append $names $v.mlflow.sftpClientKey.existingSecret -}}
+{{- if eq $v.mlflow.artifacts.backend "s3" }}{{ $names = concat $names (list $v.mlflow.artifacts.s3.existingSecret $v.mlflow.artifacts.s3.caSecret) }}{{ end -}}
 {{- if $v.sftp.enabled }}{{ $names = append $names $v.sftp.hostKeys.existingSecret }}{{ end -}}
 {{- $names | compact | uniq | sortAlpha | join "," -}}
 {{- end -}}
@@ -1027,8 +1084,9 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 {{- $input | sha256sum -}}
 {{- end -}}
 
-{{/* Pod template of the migration Job (templates/mlflow-migrate-job.yaml): the server's image,
-     settings and mounts, so `migrate` sees the databases exactly as the server will. */}}
+{{/* Pod template of the migration Job (templates/mlflow-migrate-job.yaml): the server's image
+     and database settings, so `migrate` sees the databases exactly as the server will, and no
+     other secret. */}}
 {{- define "mlops-kit.mlflow.migratePod" -}}
 metadata:
   labels:
