@@ -463,25 +463,36 @@ def load_settings(env: Mapping[str, str], server: bool = True) -> Settings:
     if not server:
         return settings
     if settings.uses_sftp:
-        for name, path in (
-            ("MLFLOW_SFTP_PRIVATE_KEY_FILE", settings.sftp_private_key_file),
-            ("MLFLOW_SFTP_KNOWN_HOSTS_FILE", settings.sftp_known_hosts_file),
-        ):
-            if not os.access(path, os.R_OK):
-                raise ConfigError(f"{name}={path} is not readable; mount it for sftp:// artifacts")
+        require_readable(
+            {
+                "MLFLOW_SFTP_PRIVATE_KEY_FILE": settings.sftp_private_key_file,
+                "MLFLOW_SFTP_KNOWN_HOSTS_FILE": settings.sftp_known_hosts_file,
+            },
+            "mount it for sftp:// artifacts",
+        )
     if settings.uses_s3:
         bucket = s3_bucket_and_prefix(settings.artifact_uri)[0]
         if not bucket:
             raise ConfigError(
                 f"{settings.artifact_uri!r} names no bucket; use s3://BUCKET or s3://BUCKET/PREFIX"
             )
-        for name, path in (
-            ("MLFLOW_S3_CREDENTIALS_FILE", settings.s3_credentials_file),
-            ("MLFLOW_S3_CA_FILE", settings.s3_ca_file),
-        ):
-            if path and not os.access(path, os.R_OK):
-                raise ConfigError(f"{name}={path} is not readable; mount it for s3:// artifacts")
+        optional = {
+            "MLFLOW_S3_CREDENTIALS_FILE": settings.s3_credentials_file,
+            "MLFLOW_S3_CA_FILE": settings.s3_ca_file,
+        }
+        require_readable(
+            {name: path for name, path in optional.items() if path},
+            "mount it for s3:// artifacts",
+        )
     return settings
+
+
+def require_readable(files: Mapping[str, str], fix: str) -> None:
+    """Each setting's file (name → path) must be readable by this UID; else the error names
+    the first one that is not, and ``fix``."""
+    for name, path in files.items():
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}={path} is not readable; {fix}")
 
 
 def auth_db_uri(env: Mapping[str, str], backend: str) -> str:
@@ -523,11 +534,10 @@ def tls_settings(env: Mapping[str, str]) -> dict[str, str]:
     if len(given) == 1:
         missing = next(name for name in files if name not in given)
         raise ConfigError(f"{given[0]} is set but {missing} is not; set both for HTTPS, or neither")
-    for name, path in files.items():
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(
-                f"{name}={path} is not readable; mount the server's certificate and key"
-            )
+    require_readable(
+        {name: path for name, path in files.items() if path},
+        "mount the server's certificate and key",
+    )
     return {
         "tls_cert_file": files["MLFLOW_TLS_CERT_FILE"],
         "tls_key_file": files["MLFLOW_TLS_KEY_FILE"],

@@ -164,6 +164,16 @@ def test_the_server_hands_out_no_presigned_url_of_the_store(
         timeout=10,
     )
     assert presigned.status_code == 501, presigned.text
+    # A client that forces a multipart upload (MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true) gets
+    # no presigned upload URL of the store either.
+    upload = requests.post(
+        f"{s3_server.url}/api/2.0/mlflow-artifacts/mpu/create/"
+        f"{run.experiment_id}/{run.run_id}/artifacts/big.bin",
+        json={"path": "big.bin", "num_parts": 2},
+        auth=s3_server.auth,
+        timeout=10,
+    )
+    assert upload.status_code == 501, upload.text
     server_env = s3_server.container.exec("sh", "-c", "tr '\\0' '\\n' </proc/1/environ")
     assert "MLFLOW_PRESIGNED_ARTIFACT_URLS=false" in server_env.splitlines()
 
