@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from mlopskit.docker_env import PG_SHELL
+from mlopskit.environments import parse_connection_env
 from mlopskit.stack import load_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -180,3 +184,40 @@ def kept_timings(file_name: str, label: str) -> Iterator[dict[str, float]]:
         for k, v in measured.items()
     )
     print(f"\n[e2e] {label}: " + ", ".join(shown))
+
+
+def write_e2e_settings(env: str, **overrides: object) -> None:
+    """deploy/<env>/settings.yml: deploy/e2e's with the prefix mlops-<env> and ``overrides``."""
+    settings = yaml.safe_load((REPO_ROOT / "deploy" / E2E_ENV / "settings.yml").read_text())
+    settings.update(mlops_docker_name_prefix=f"mlops-{env}", **overrides)
+    (REPO_ROOT / "deploy" / env / "settings.yml").write_text(yaml.safe_dump(settings))
+
+
+@contextmanager
+def deployed_environment(env: str, **overrides: object) -> Iterator[Result]:
+    """`make deploy ENV=<env>` of a deploy/<env>/ made from deploy/e2e/ (its inventory and
+    people, write_e2e_settings), yielding the deploy's result; purged and removed at the end."""
+    deploy_dir = REPO_ROOT / "deploy" / env
+    shutil.rmtree(deploy_dir, ignore_errors=True)
+    deploy_dir.mkdir()
+    for name in ("inventory.yml", "people.yml"):
+        shutil.copy(REPO_ROOT / "deploy" / E2E_ENV / name, deploy_dir)
+    write_e2e_settings(env, **overrides)
+    # What an interrupted earlier run left (containers, volumes with other passwords) goes first.
+    purge(env)
+    try:
+        result = make("deploy", ENV=env)
+        assert result.returncode == 0, result.explain()
+        yield result
+    finally:
+        if os.environ.get("MLOPS_E2E_KEEP") != "1":
+            try:
+                purge(env)
+            finally:
+                shutil.rmtree(deploy_dir, ignore_errors=True)
+
+
+def person_connection(env: str, name: str) -> dict[str, str]:
+    """What build/<env>/people/<name>/connection.env hands that person."""
+    path = REPO_ROOT / "build" / env / "people" / name / "connection.env"
+    return parse_connection_env(path.read_text())

@@ -9,7 +9,6 @@ people.yml of its own.
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
@@ -19,10 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from mlopskit.environments import parse_connection_env
 
-from tests.e2e.e2e_support import REPO_ROOT, make, purge, recap_changed
+from tests.e2e.e2e_support import (
+    REPO_ROOT,
+    deployed_environment,
+    make,
+    person_connection,
+    recap_changed,
+)
 from tests.support.dvc import run_dvc
 
 ENV_NAME = "e2e-people"
@@ -34,34 +38,17 @@ SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 @pytest.fixture(scope="module", autouse=True)
 def environment() -> Iterator[None]:
-    shutil.rmtree(DEPLOY_DIR, ignore_errors=True)
-    DEPLOY_DIR.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "e2e" / "inventory.yml", DEPLOY_DIR)
-    settings = yaml.safe_load((REPO_ROOT / "deploy" / "e2e" / "settings.yml").read_text())
-    settings.update(
-        mlops_docker_name_prefix=f"mlops-{ENV_NAME}",
+    with deployed_environment(
+        ENV_NAME,
         mlops_docker_mlflow_port=MLFLOW_PORT,
         mlops_docker_sftp_port=SFTP_PORT,
         mlops_docker_mlflow_workers=1,
-    )
-    (DEPLOY_DIR / "settings.yml").write_text(yaml.safe_dump(settings))
-    shutil.copy(REPO_ROOT / "deploy" / "e2e" / "people.yml", DEPLOY_DIR)
-    # What an interrupted earlier run left (containers, volumes with other passwords) goes first.
-    purge(ENV_NAME)
-    try:
-        result = make("deploy", ENV=ENV_NAME)
-        assert result.returncode == 0, result.explain()
+    ):
         yield
-    finally:
-        if os.environ.get("MLOPS_E2E_KEEP") != "1":
-            try:
-                purge(ENV_NAME)
-            finally:
-                shutil.rmtree(DEPLOY_DIR, ignore_errors=True)
 
 
 def connection(name: str) -> dict[str, str]:
-    return parse_connection_env((BUILD_DIR / "people" / name / "connection.env").read_text())
+    return person_connection(ENV_NAME, name)
 
 
 def admin() -> dict[str, str]:

@@ -71,9 +71,14 @@ class Container:
     def exec(self, *command: str) -> str:
         return docker("exec", self.name, *command).stdout
 
-    def host_port(self, container_port: int) -> int:
+    def host_address(self, container_port: int) -> tuple[str, int]:
+        """The host address and port a published port is bound to."""
         out = docker("port", self.name, f"{container_port}/tcp").stdout.splitlines()[0]
-        return int(out.rsplit(":", 1)[1])
+        address, port = out.rsplit(":", 1)
+        return address.strip("[]"), int(port)
+
+    def host_port(self, container_port: int) -> int:
+        return self.host_address(container_port)[1]
 
     def restart(self) -> None:
         docker("restart", "--time", "30", self.name)
@@ -111,8 +116,10 @@ class Sandbox:
         command: Sequence[str] = (),
         hardened: bool = True,
         aliases: Sequence[str] = (),
+        publish_address: str = "127.0.0.1",
     ) -> Container:
-        """Start ``name``, reachable on the sandbox network as ``name`` and ``aliases``."""
+        """Start ``name``, reachable on the sandbox network as ``name`` and ``aliases``, and
+        its ``publish`` ports on random host ports of ``publish_address``."""
         uid = uid if uid is not None else random_uid()
         full = f"{self.prefix}-{name}"
         args = ["run", "--detach", "--name", full, "--network", self.network]
@@ -126,7 +133,7 @@ class Sandbox:
         for mount in mounts:
             args += ["--volume", mount]
         for port in publish:
-            args += ["--publish", f"127.0.0.1::{port}"]
+            args += ["--publish", f"{publish_address}::{port}"]
         self.containers.append(full)
         docker(*args, image, *command)
         return Container(full, uid)

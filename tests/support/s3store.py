@@ -61,8 +61,10 @@ class S3Store:
 
     @property
     def url(self) -> str:
-        """The endpoint as the host reaches it."""
-        return f"http://127.0.0.1:{self.container.host_port(PORT)}"
+        """The endpoint as the host reaches it (and, published on a bridge gateway, other
+        containers)."""
+        address, port = self.container.host_address(PORT)
+        return f"http://{address}:{port}"
 
     def client(self, access_key: str = "", secret_key: str = "") -> Any:
         """A boto3 S3 client from the host; the store's first user unless keys are given."""
@@ -105,7 +107,17 @@ class S3Store:
         raise AssertionError(f"the S3 store did not answer in {timeout}s:\n{self.container.logs()}")
 
 
-def start_s3store(sandbox: Sandbox, tmp: Path, name: str = "s3") -> S3Store:
+def bridge_gateway() -> str:
+    """The Docker host's address on its default bridge: containers of every network reach
+    ports published there, as they would reach a store elsewhere on the network."""
+    return docker(
+        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
+    ).stdout.strip()
+
+
+def start_s3store(
+    sandbox: Sandbox, tmp: Path, name: str = "s3", publish_address: str = "127.0.0.1"
+) -> S3Store:
     """A store named ``name`` on the sandbox network, as an arbitrary UID with a read-only root
     and no capabilities, answering when returned."""
     access, secret = secrets.token_hex(10).upper(), secrets.token_urlsafe(30)
@@ -115,6 +127,7 @@ def start_s3store(sandbox: Sandbox, tmp: Path, name: str = "s3") -> S3Store:
         ensure_image(),
         mounts=[f"{sandbox.volume(name)}:/data", f"{keys}:/run/secrets/s3:ro"],
         publish=[PORT],
+        publish_address=publish_address,
     )
     store = S3Store(container, access, secret, name)
     store.wait_ready()

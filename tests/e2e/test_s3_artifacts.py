@@ -1,0 +1,240 @@
+"""The Docker target with MLflow's artifacts in a bucket of an existing S3 store
+(`mlops_docker_artifacts_backend: s3`), end to end: `make deploy` against a real Ceph RADOS
+Gateway reached over the host's network, the stock `mlflow` client of a person, and the
+boundaries a hostile person or log reader would try.
+
+The store runs outside the stack (its own network, a port on the Docker host's bridge address),
+as a site's store would: the deploy knows only its endpoint, bucket and a credentials file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.e2e_support import (
+    REPO_ROOT,
+    container_states,
+    deployed_environment,
+    docker_json,
+    make,
+    person_connection,
+    recap_changed,
+    write_e2e_settings,
+)
+from tests.support.docker import Sandbox
+from tests.support.s3store import S3Store, bridge_gateway, start_s3store
+
+ENV_NAME = "e2e-s3"
+BUILD_DIR = REPO_ROOT / "build" / ENV_NAME
+SETTINGS = {
+    "mlops_docker_mlflow_port": 18900,
+    "mlops_docker_sftp_port": 18922,
+    "mlops_docker_mlflow_workers": 1,
+}
+BUCKET, PREFIX = "team-artifacts", "mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+CLIENT_SCRIPT = textwrap.dedent(
+    """
+    import sys, mlflow
+    mlflow.set_experiment("s3-e2e")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(sys.argv[1], artifact_path="data")
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=sys.argv[2])
+    print("RUN=" + run.info.run_id + " " + run.info.experiment_id + " " + run.info.artifact_uri)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
+    sandbox = Sandbox(f"mlops-test-{ENV_NAME}")
+    try:
+        yield start_s3store(
+            sandbox, tmp_path_factory.mktemp("s3store"), publish_address=bridge_gateway()
+        )
+    finally:
+        sandbox.destroy()
+
+
+@pytest.fixture(scope="module")
+def server_keys(store: S3Store) -> tuple[str, str]:
+    """The MLflow server's own S3 user, owner of the bucket."""
+    keys = store.add_user("mlflow-server")
+    store.client(*keys).create_bucket(Bucket=BUCKET)
+    return keys
+
+
+@pytest.fixture(scope="module")
+def credentials_file(
+    server_keys: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The credentials file as an operator puts it on the Docker host: the containers' UID
+    may read it, no one else."""
+    path = tmp_path_factory.mktemp("s3-credentials") / "credentials"
+    access, secret = server_keys
+    path.write_text(f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n")
+    path.chmod(0o400)
+    os.chown(path, 10001, 0)
+    return path
+
+
+def write_settings(**overrides: object) -> None:
+    write_e2e_settings(ENV_NAME, **SETTINGS, **overrides)
+
+
+@pytest.fixture(scope="module")
+def s3_settings(store: S3Store, credentials_file: Path) -> dict[str, object]:
+    return {
+        "mlops_docker_artifacts_backend": "s3",
+        "mlops_docker_artifacts_s3_endpoint_url": store.url,
+        "mlops_docker_artifacts_s3_bucket": BUCKET,
+        "mlops_docker_artifacts_s3_prefix": PREFIX,
+        "mlops_docker_artifacts_s3_credentials_file": str(credentials_file),
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(s3_settings: dict[str, object]) -> Iterator[str]:
+    """The deploy's output."""
+    with deployed_environment(ENV_NAME, **SETTINGS, **s3_settings) as result:
+        yield result.output
+
+
+def connection(name: str) -> dict[str, str]:
+    return person_connection(ENV_NAME, name)
+
+
+@pytest.fixture(scope="module")
+def logged(deployed: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """alice (editor) logs an artifact with the stock client and downloads it again."""
+    work = tmp_path_factory.mktemp("client")
+    artifact = work / "sample.bin"
+    artifact.write_bytes(os.urandom(3 * 1024 * 1024))
+    result = subprocess.run(
+        [sys.executable, "-c", CLIENT_SCRIPT, str(artifact), str(work / "down")],
+        env={**os.environ, **connection("alice")},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RUN="))
+    run_id, experiment_id, artifact_uri = line[4:].split()
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "artifact_uri": artifact_uri,
+        "sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "downloaded": hashlib.sha256(
+            (work / "down" / "data" / "sample.bin").read_bytes()
+        ).hexdigest(),
+    }
+
+
+@pytest.fixture(scope="module")
+def bucket(store: S3Store, server_keys: tuple[str, str]) -> Any:
+    """An S3 client of the bucket's owner, to look at what the server stored."""
+    return store.client(*server_keys)
+
+
+def bucket_keys(bucket: Any) -> list[str]:
+    listed = bucket.list_objects_v2(Bucket=BUCKET)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_artifacts_go_to_the_bucket_and_come_back(logged, bucket):
+    assert logged["artifact_uri"].startswith("mlflow-artifacts:/"), logged["artifact_uri"]
+    assert logged["downloaded"] == logged["sha256"]
+    key = f"{PREFIX}/{logged['experiment_id']}/{logged['run_id']}/artifacts/data/sample.bin"
+    assert key in bucket_keys(bucket)
+    body = bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == logged["sha256"]
+
+
+def artifact_url(logged: dict[str, str], name: str) -> str:
+    base = connection("alice")["MLFLOW_TRACKING_URI"]
+    return f"{base}{ARTIFACTS}/{logged['experiment_id']}/{logged['run_id']}/artifacts/{name}"
+
+
+def test_a_reader_cannot_write_artifacts_into_the_bucket(logged, bucket):
+    bob = connection("bob")
+    auth = (bob["MLFLOW_TRACKING_USERNAME"], bob["MLFLOW_TRACKING_PASSWORD"])
+    response = requests.put(artifact_url(logged, "data/evil.bin"), data=b"x", auth=auth, timeout=60)
+    assert response.status_code == 403, response.text
+    # He may read what he is allowed to see.
+    response = requests.get(artifact_url(logged, "data/sample.bin"), auth=auth, timeout=60)
+    assert response.status_code == 200
+    assert not [key for key in bucket_keys(bucket) if key.endswith("evil.bin")]
+
+
+def test_no_login_no_artifact(logged):
+    response = requests.get(artifact_url(logged, "data/sample.bin"), timeout=60)
+    assert response.status_code == 401
+
+
+def test_an_editor_cannot_write_outside_the_prefix(logged, bucket):
+    alice = connection("alice")
+    auth = (alice["MLFLOW_TRACKING_USERNAME"], alice["MLFLOW_TRACKING_PASSWORD"])
+    base = f"{alice['MLFLOW_TRACKING_URI']}{ARTIFACTS}"
+    for path in ("../escaped.bin", "%2E%2E/escaped.bin", f"{logged['experiment_id']}/../../x.bin"):
+        response = requests.put(f"{base}/{path}", data=b"x", auth=auth, timeout=60)
+        assert response.status_code >= 400, (path, response.status_code)
+    assert all(key.startswith(f"{PREFIX}/") for key in bucket_keys(bucket)), bucket_keys(bucket)
+
+
+def test_the_server_keys_show_nowhere(deployed, server_keys, logged):
+    secret = server_keys[1]
+    assert secret not in deployed
+    (info,) = docker_json("inspect", f"mlops-{ENV_NAME}-mlflow")
+    assert secret not in str(info["Config"]["Env"]) + str(info["Args"]) + str(info["Config"])
+    logs = subprocess.run(
+        ["docker", "logs", f"mlops-{ENV_NAME}-mlflow"], capture_output=True, text=True, check=True
+    )
+    assert secret not in logs.stdout + logs.stderr
+    for person in ("alice", "bob"):
+        assert secret not in (BUILD_DIR / "people" / person / "connection.env").read_text()
+
+
+def test_a_second_deploy_changes_nothing(logged):
+    result = make("deploy", ENV=ENV_NAME)
+    assert result.returncode == 0, result.explain()
+    assert set(recap_changed(result.output).values()) == {0}, result.output[-3000:]
+
+
+def test_a_credentials_file_others_may_read_is_refused(logged, credentials_file):
+    before = container_states(ENV_NAME)
+    credentials_file.chmod(0o444)
+    try:
+        result = make("deploy", ENV=ENV_NAME)
+    finally:
+        credentials_file.chmod(0o400)
+    assert result.returncode != 0
+    assert "mlops_docker_artifacts_s3_credentials_file" in result.output
+    assert f"chmod 0400 {credentials_file}" in result.output
+    assert container_states(ENV_NAME) == before
+
+
+def test_moving_the_destination_under_existing_runs_is_refused(logged, s3_settings):
+    before = container_states(ENV_NAME)
+    write_settings(**{**s3_settings, "mlops_docker_artifacts_s3_prefix": "elsewhere"})
+    try:
+        result = make("deploy", ENV=ENV_NAME)
+    finally:
+        write_settings(**s3_settings)
+    assert result.returncode != 0
+    assert f"the artifacts of the runs so far are at s3://{BUCKET}/{PREFIX}" in result.output
+    assert "Nothing was changed" in result.output
+    assert container_states(ENV_NAME) == before
+    # Back on the recorded destination, the run's artifact is served again.
+    alice = connection("alice")
+    auth = (alice["MLFLOW_TRACKING_USERNAME"], alice["MLFLOW_TRACKING_PASSWORD"])
+    response = requests.get(artifact_url(logged, "data/sample.bin"), auth=auth, timeout=60)
+    assert hashlib.sha256(response.content).hexdigest() == logged["sha256"]
