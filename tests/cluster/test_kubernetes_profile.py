@@ -4,7 +4,8 @@ downgrade and the rollback on the way), an unchanged second deploy, the smoke su
 kubectl, `helm test`, every pod deleted and killed under logging load, a helm upgrade while 2
 MLflow replicas serve, smoke naming the fix when the port-forward is gone, destroy that keeps
 the data, redeploy, backup and restore through the API, an upgrade that backs up first, a
-Docker backup moved to the release and back, a release with fullnameOverride, and a purge.
+Docker backup moved to the release and back, a release with fullnameOverride, one with its
+artifacts on a real S3 store, and a purge.
 Starting on the old release spares the rehearsal a purge and a second cold deploy. The tests
 share one release, so they run in file order and stop at the first failure (pytest -x in
 mk/cluster.mk).
@@ -27,6 +28,7 @@ import pytest
 import requests
 from mlopskit.backup import verify
 from mlopskit.environments import parse_connection_env
+from mlopskit.k8s_tools import find_tool
 from mlopskit.stack import load_stack
 from mlopskit.versions import VERSIONS_FILE, image_set, read_env_file
 
@@ -43,7 +45,9 @@ from tests.cluster.cluster_support import (
 )
 from tests.cluster.load import MetricLoad, Prober
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
+from tests.support.docker import Sandbox
 from tests.support.hostile import OTHER_USERS, assert_unreadable
+from tests.support.s3store import bridge_gateway, start_s3store
 
 ENV = Env(name="cluster", namespace="mlops", release="mlops")
 # The release the upgrade rehearsal starts on, and the pinned one (images/versions.env).
@@ -507,6 +511,74 @@ def test_fullname_override_deploys_and_purges():
         )
         assert purged.returncode == 0, purged.explain()
     assert other.names("pvc") == []
+
+
+def test_artifacts_on_an_s3_store(tmp_path: Path):
+    """mlflow.artifacts.backend: s3 against a real Ceph RADOS Gateway outside the cluster (a
+    Docker container on the host's bridge address, as a site's store elsewhere): a person's
+    artifact lands in the bucket under the prefix and comes back through MLflow; the server's
+    keys come from an existing Secret and show in no pod spec."""
+    other = Env(name="cluster-s3", namespace="mlops-s3", release="s3")
+    sandbox = Sandbox("mlops-test-cluster-s3")
+    settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
+    inventory = REPO_ROOT / "deploy" / ENV.name / "inventory.yml"
+    extra = [
+        "-e", f"mlops_env={other.name}",
+        "-e", f"mlops_kubernetes_namespace={other.namespace}",
+        "-e", f"mlops_kubernetes_release={other.release}",
+        "-e", '{"mlops_kubernetes_values_files": []}',
+        "-e", '{"mlops_kubernetes_forward_ports": {"mlflow": 15120, "sftp": 12342}}',
+    ]  # fmt: skip
+    try:
+        store = start_s3store(sandbox, tmp_path / "store", publish_address=bridge_gateway())
+        access, secret = store.add_user("mlflow-server")
+        bucket = store.client(access, secret)
+        bucket.create_bucket(Bucket="cluster-artifacts")
+        credentials = f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"
+        other.kubectl("create", "namespace", other.namespace, check=False)
+        manifest = {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s3-keys", "namespace": other.namespace},
+            "stringData": {"credentials": credentials},
+        }  # fmt: skip
+        applied = subprocess.run(
+            [str(find_tool("kubectl")), "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"],
+            input=json.dumps(manifest), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        values = {
+            "mlflow": {
+                "artifacts": {
+                    "backend": "s3",
+                    "s3": {"endpointUrl": store.url, "bucket": "cluster-artifacts",
+                           "prefix": "team/mlflow", "existingSecret": "s3-keys"},
+                }
+            }
+        }  # fmt: skip
+        result = ansible_playbook(
+            "deploy.yml", inventory, settings, other.name, *extra,
+            "-e", json.dumps({"mlops_kubernetes_values": values}),
+        )  # fmt: skip
+        assert result.returncode == 0, result.explain()
+        ENV.timings["cold deploy with artifacts on S3"] = result.seconds
+        assert secret not in result.output
+
+        run_id, sha256 = log_run_with_artifact(other.connection(), tmp_path / "logged")
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="cluster-artifacts")["Contents"]]
+        (key,) = [k for k in keys if k.endswith(f"/{run_id}/artifacts/weights.bin")]
+        assert key.startswith("team/mlflow/"), key
+        body = bucket.get_object(Bucket="cluster-artifacts", Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == sha256
+        assert read_run(other.connection(), run_id, tmp_path / "read")[1] == sha256
+        for pod in other.get("pods", "-l", "app.kubernetes.io/component=mlflow"):
+            assert secret not in json.dumps(pod["spec"])
+    finally:
+        purged = ansible_playbook(
+            "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"
+        )
+        other.kubectl("delete", "namespace", other.namespace, "--wait=false", check=False)
+        sandbox.destroy()
+    assert purged.returncode == 0, purged.explain()
 
 
 def test_purge_removes_everything():
