@@ -66,6 +66,18 @@ def test_clients_reach_mlflow_over_tls_at_the_ingress(rendered: Rendered) -> Non
     assert spec["tls"] == [{"hosts": [ingress["host"]], "secretName": ingress["tls"]["secretName"]}]
 
 
+def test_the_hop_behind_the_ingress_is_encrypted_too(rendered: Rendered) -> None:
+    pod = mlflow_pod(rendered)
+    secret = VALUES["mlflow"]["tls"]["existingSecret"]
+    assert [v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret]
+    env = env_map(pod["containers"][0])
+    assert env["MLFLOW_TLS_CERT_FILE"]
+    assert env["MLFLOW_TLS_KEY_FILE"]
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    annotations = rendered.get("Ingress", "-mlflow")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+
+
 def test_mlflow_and_its_migration_verify_the_database_certificate(rendered: Rendered) -> None:
     pod = mlflow_pod(rendered)
     ca_secret = VALUES["externalDatabase"]["tls"]["existingSecret"]

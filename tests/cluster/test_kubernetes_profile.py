@@ -5,7 +5,7 @@ kubectl, `helm test`, every pod deleted and killed under logging load, a helm up
 MLflow replicas serve, smoke naming the fix when the port-forward is gone, destroy that keeps
 the data, redeploy, backup and restore through the API, an upgrade that backs up first, a
 Docker backup moved to the release and back, a release with fullnameOverride, one with its
-artifacts on a real S3 store, and a purge.
+artifacts on a real S3 store, one with HTTPS on MLflow itself, and a purge.
 Starting on the old release spares the rehearsal a purge and a second cold deploy. The tests
 share one release, so they run in file order and stop at the first failure (pytest -x in
 mk/cluster.mk).
@@ -48,6 +48,7 @@ from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_chang
 from tests.support.docker import Sandbox
 from tests.support.hostile import OTHER_USERS, assert_unreadable
 from tests.support.s3store import bridge_gateway, start_s3store
+from tests.support.tls import new_ca
 
 ENV = Env(name="cluster", namespace="mlops", release="mlops")
 # The release the upgrade rehearsal starts on, and the pinned one (images/versions.env).
@@ -487,15 +488,24 @@ def test_a_docker_backup_moves_to_the_cluster_and_back(tmp_path: Path):
         shutil.rmtree(backups, ignore_errors=True)  # type: ignore[arg-type]
 
 
-def test_fullname_override_deploys_and_purges():
-    """The role takes resource names from the release, never from the chart's naming rule."""
-    other = Env(name="cluster-fno", namespace="mlops-fno", release="fno")
-    extra = [
+def side_release(other: Env, mlflow_port: int, sftp_port: int) -> list[str]:
+    """ansible-playbook arguments of a release beside the suite's own: its environment,
+    namespace and release, the chart's defaults (no values file) and its own forwarded ports."""
+    ports = {"mlflow": mlflow_port, "sftp": sftp_port}
+    return [
         "-e", f"mlops_env={other.name}",
         "-e", f"mlops_kubernetes_namespace={other.namespace}",
         "-e", f"mlops_kubernetes_release={other.release}",
         "-e", '{"mlops_kubernetes_values_files": []}',
-        "-e", '{"mlops_kubernetes_forward_ports": {"mlflow": 15110, "sftp": 12332}}',
+        "-e", json.dumps({"mlops_kubernetes_forward_ports": ports}),
+    ]  # fmt: skip
+
+
+def test_fullname_override_deploys_and_purges():
+    """The role takes resource names from the release, never from the chart's naming rule."""
+    other = Env(name="cluster-fno", namespace="mlops-fno", release="fno")
+    extra = [
+        *side_release(other, 15110, 12332),
         "-e", '{"mlops_kubernetes_values": {"fullnameOverride": "team-tracking"}}',
     ]  # fmt: skip
     settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
@@ -513,6 +523,15 @@ def test_fullname_override_deploys_and_purges():
     assert other.names("pvc") == []
 
 
+def apply_manifest(manifest: dict) -> None:
+    """kubectl apply of one object from stdin: secret data never goes through the arguments."""
+    applied = subprocess.run(
+        [str(find_tool("kubectl")), "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"],
+        input=json.dumps(manifest), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+
 def test_artifacts_on_an_s3_store(tmp_path: Path):
     """mlflow.artifacts.backend: s3 against a real Ceph RADOS Gateway outside the cluster (a
     Docker container on the host's bridge address, as a site's store elsewhere): a person's
@@ -522,13 +541,7 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
     sandbox = Sandbox("mlops-test-cluster-s3")
     settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
     inventory = REPO_ROOT / "deploy" / ENV.name / "inventory.yml"
-    extra = [
-        "-e", f"mlops_env={other.name}",
-        "-e", f"mlops_kubernetes_namespace={other.namespace}",
-        "-e", f"mlops_kubernetes_release={other.release}",
-        "-e", '{"mlops_kubernetes_values_files": []}',
-        "-e", '{"mlops_kubernetes_forward_ports": {"mlflow": 15120, "sftp": 12342}}',
-    ]  # fmt: skip
+    extra = side_release(other, 15120, 12342)
     try:
         store = start_s3store(sandbox, tmp_path / "store", publish_address=bridge_gateway())
         access, secret = store.add_user("mlflow-server")
@@ -536,16 +549,11 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
         bucket.create_bucket(Bucket="cluster-artifacts")
         credentials = f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"
         other.kubectl("create", "namespace", other.namespace, check=False)
-        manifest = {
+        apply_manifest({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": "s3-keys", "namespace": other.namespace},
             "stringData": {"credentials": credentials},
-        }  # fmt: skip
-        applied = subprocess.run(
-            [str(find_tool("kubectl")), "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"],
-            input=json.dumps(manifest), capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert applied.returncode == 0, applied.stderr
+        })  # fmt: skip
         values = {
             "mlflow": {
                 "artifacts": {
@@ -578,6 +586,64 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
         )
         other.kubectl("delete", "namespace", other.namespace, "--wait=false", check=False)
         sandbox.destroy()
+    assert purged.returncode == 0, purged.explain()
+
+
+def test_mlflow_speaks_https_to_everything_that_reaches_it(tmp_path: Path):
+    """mlflow.tls.existingSecret: the probes (the deploy waits for them), `helm test` in the
+    cluster and a person's stock client through the port-forward all reach MLflow over HTTPS and
+    check its certificate; plaintext and a client without the CA get nothing."""
+    other = Env(name="cluster-tls", namespace="mlops-tls", release="tls")
+    settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
+    inventory = REPO_ROOT / "deploy" / ENV.name / "inventory.yml"
+    port = 15130
+    extra = side_release(other, port, 12352)
+    service = f"{other.release}-mlops-kit-mlflow"
+    ca = new_ca("cluster test CA")
+    cert, key = ca.issue_server(
+        tmp_path / "tls", service, f"{service}.{other.namespace}.svc",
+        f"{service}.{other.namespace}.svc.cluster.local", "localhost",
+    )  # fmt: skip
+    ca_file = ca.write(tmp_path / "ca.crt")
+    try:
+        other.kubectl("create", "namespace", other.namespace, check=False)
+        apply_manifest({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "mlflow-tls", "namespace": other.namespace},
+            "stringData": {"tls.crt": cert.read_text(), "tls.key": key.read_text(),
+                           "ca.crt": ca_file.read_text()},
+        })  # fmt: skip
+        values = {"mlflow": {"tls": {"existingSecret": "mlflow-tls"}}}
+        result = ansible_playbook(
+            "deploy.yml", inventory, settings, other.name, *extra,
+            "-e", json.dumps({"mlops_kubernetes_values": values}),
+        )  # fmt: skip
+        assert result.returncode == 0, result.explain()
+        ENV.timings["cold deploy with HTTPS on MLflow"] = result.seconds
+
+        connection = other.connection()
+        assert connection["MLFLOW_TRACKING_URI"] == f"https://localhost:{port}"
+        assert (
+            Path(connection["MLFLOW_TRACKING_SERVER_CERT_PATH"]).read_text() == ca_file.read_text()
+        )
+        run_id, sha256 = log_run_with_artifact(connection, tmp_path / "logged")
+        assert read_run(connection, run_id, tmp_path / "read")[1] == sha256
+
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"https://localhost:{port}/health", timeout=30)
+        try:
+            plain = requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code
+        except requests.exceptions.ConnectionError:
+            plain = 0
+        assert plain != 200, "MLflow answered plaintext"
+
+        tested = other.helm("test", other.release, "--timeout", "5m")
+        assert tested.returncode == 0, tested.explain()
+    finally:
+        purged = ansible_playbook(
+            "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"
+        )
+        other.kubectl("delete", "namespace", other.namespace, "--wait=false", check=False)
     assert purged.returncode == 0, purged.explain()
 
 

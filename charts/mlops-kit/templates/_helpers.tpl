@@ -559,6 +559,12 @@ autoscaling/v2beta2
   value: /etc/mlflow/known-hosts/known_hosts
 - name: MLFLOW_PORT
   value: {{ include "mlops-kit.mlflow.containerPort" . | quote }}
+{{- if .Values.mlflow.tls.existingSecret }}
+- name: MLFLOW_TLS_CERT_FILE
+  value: /etc/mlflow/tls/tls.crt
+- name: MLFLOW_TLS_KEY_FILE
+  value: /etc/mlflow/tls/tls.key
+{{- end }}
 - name: MLFLOW_WORKERS
   value: {{ .Values.mlflow.workers | quote }}
 - name: MLFLOW_ALLOWED_HOSTS
@@ -610,6 +616,11 @@ autoscaling/v2beta2
   mountPath: /etc/mlflow/s3-ca
   readOnly: true
 {{- end }}
+{{- end }}
+{{- if .Values.mlflow.tls.existingSecret }}
+- name: tls
+  mountPath: /etc/mlflow/tls
+  readOnly: true
 {{- end }}
 - name: sftp-client-key
   mountPath: /etc/mlflow/sftp
@@ -700,6 +711,17 @@ autoscaling/v2beta2
       - key: {{ $s3.caKey }}
         path: ca.crt
 {{- end }}
+{{- end }}
+{{- if .Values.mlflow.tls.existingSecret }}
+- name: tls
+  secret:
+    secretName: {{ .Values.mlflow.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
 {{- end }}
 - name: sftp-client-key
   secret:
@@ -1065,7 +1087,7 @@ steady number does not, and what an external PostgreSQL must allow. */}}
 {{- range $v.people }}{{ $names = append $names .existingSecret }}{{ end -}}
 {{- end -}}
 {{- if include "mlops-kit.metrics.account" . }}{{ $names = append $names $v.mlflow.metrics.existingSecret }}{{ end -}}
-{{- $names = append $names $v.mlflow.sftpClientKey.existingSecret -}}
+{{- $names = concat $names (list $v.mlflow.sftpClientKey.existingSecret $v.mlflow.tls.existingSecret) -}}
 {{- if eq $v.mlflow.artifacts.backend "s3" }}{{ $names = concat $names (list $v.mlflow.artifacts.s3.existingSecret $v.mlflow.artifacts.s3.caSecret) }}{{ end -}}
 {{- if $v.sftp.enabled }}{{ $names = append $names $v.sftp.hostKeys.existingSecret }}{{ end -}}
 {{- $names | compact | uniq | sortAlpha | join "," -}}
@@ -1147,4 +1169,10 @@ spec:
     - port: {{ .Values.externalDatabase.readReplica.port }}
       protocol: TCP
 {{- end }}
+{{- end -}}
+
+{{/* http or https: how everything in the cluster (probes, helm test, the ServiceMonitor) reaches
+     MLflow, which speaks HTTPS only when it has a certificate (mlflow.tls.existingSecret). */}}
+{{- define "mlops-kit.mlflow.scheme" -}}
+{{- ternary "https" "http" (ne .Values.mlflow.tls.existingSecret "") -}}
 {{- end -}}
