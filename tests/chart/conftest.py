@@ -82,6 +82,24 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
         [],
     ),
     "existing-secrets": (EXISTING_SECRETS, []),
+    # HTTPS on MLflow itself and artifacts on an S3 store: settings both targets have.
+    "tls-s3": (
+        {
+            "mlflow": {
+                "tls": {"existingSecret": "mlflow-tls"},
+                "artifacts": {
+                    "backend": "s3",
+                    "s3": {
+                        "endpointUrl": "https://rgw.example.com",
+                        "bucket": "team-artifacts",
+                        "existingSecret": "mlflow-s3-keys",
+                        "caSecret": "rgw-ca",
+                    },
+                },
+            }
+        },
+        [],
+    ),
     # Not in the list, but the Docker target has this mode: the drift check needs it.
     "direct-artifacts": (
         {

@@ -4,8 +4,8 @@ downgrade and the rollback on the way), an unchanged second deploy, the smoke su
 kubectl, `helm test`, every pod deleted and killed under logging load, a helm upgrade while 2
 MLflow replicas serve, smoke naming the fix when the port-forward is gone, destroy that keeps
 the data, redeploy, backup and restore through the API, an upgrade that backs up first, a
-Docker backup moved to the release and back, a release with fullnameOverride, one with its
-artifacts on a real S3 store, one with HTTPS on MLflow itself, and a purge.
+Docker backup moved to the release and back, a release with fullnameOverride and its artifacts
+on a real S3 store, one with HTTPS on MLflow itself, and a purge.
 Starting on the old release spares the rehearsal a purge and a second cold deploy. The tests
 share one release, so they run in file order and stop at the first failure (pytest -x in
 mk/cluster.mk).
@@ -501,28 +501,6 @@ def side_release(other: Env, mlflow_port: int, sftp_port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def test_fullname_override_deploys_and_purges():
-    """The role takes resource names from the release, never from the chart's naming rule."""
-    other = Env(name="cluster-fno", namespace="mlops-fno", release="fno")
-    extra = [
-        *side_release(other, 15110, 12332),
-        "-e", '{"mlops_kubernetes_values": {"fullnameOverride": "team-tracking"}}',
-    ]  # fmt: skip
-    settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
-    inventory = REPO_ROOT / "deploy" / ENV.name / "inventory.yml"
-    try:
-        result = ansible_playbook("deploy.yml", inventory, settings, other.name, *extra)
-        assert result.returncode == 0, result.explain()
-        assert other.names("svc", "app.kubernetes.io/component=mlflow") == ["team-tracking-mlflow"]
-        assert health(other.tracking_uri()) == 200
-    finally:
-        purged = ansible_playbook(
-            "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"
-        )
-        assert purged.returncode == 0, purged.explain()
-    assert other.names("pvc") == []
-
-
 def apply_manifest(manifest: dict) -> None:
     """kubectl apply of one object from stdin: secret data never goes through the arguments."""
     applied = subprocess.run(
@@ -532,11 +510,13 @@ def apply_manifest(manifest: dict) -> None:
     assert applied.returncode == 0, applied.stderr
 
 
-def test_artifacts_on_an_s3_store(tmp_path: Path):
+def test_artifacts_on_an_s3_store_in_a_renamed_release(tmp_path: Path):
     """mlflow.artifacts.backend: s3 against a real Ceph RADOS Gateway outside the cluster (a
     Docker container on the host's bridge address, as a site's store elsewhere): a person's
     artifact lands in the bucket under the prefix and comes back through MLflow; the server's
-    keys come from an existing Secret and show in no pod spec."""
+    keys come from an existing Secret and show in no pod spec. The release has a
+    fullnameOverride: the role takes resource names from the release, never from the chart's
+    naming rule (one release for both spares the suite a deploy)."""
     other = Env(name="cluster-s3", namespace="mlops-s3", release="s3")
     sandbox = Sandbox("mlops-test-cluster-s3")
     settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
@@ -555,6 +535,7 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
             "stringData": {"credentials": credentials},
         })  # fmt: skip
         values = {
+            "fullnameOverride": "team-tracking",
             "mlflow": {
                 "artifacts": {
                     "backend": "s3",
@@ -570,6 +551,7 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
         assert result.returncode == 0, result.explain()
         ENV.timings["cold deploy with artifacts on S3"] = result.seconds
         assert secret not in result.output
+        assert other.names("svc", "app.kubernetes.io/component=mlflow") == ["team-tracking-mlflow"]
 
         run_id, sha256 = log_run_with_artifact(other.connection(), tmp_path / "logged")
         keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="cluster-artifacts")["Contents"]]
@@ -584,9 +566,10 @@ def test_artifacts_on_an_s3_store(tmp_path: Path):
         purged = ansible_playbook(
             "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"
         )
-        other.kubectl("delete", "namespace", other.namespace, "--wait=false", check=False)
         sandbox.destroy()
     assert purged.returncode == 0, purged.explain()
+    assert other.names("pvc") == []
+    other.kubectl("delete", "namespace", other.namespace, "--wait=false", check=False)
 
 
 def test_mlflow_speaks_https_to_everything_that_reaches_it(tmp_path: Path):

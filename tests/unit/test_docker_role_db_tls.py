@@ -58,6 +58,15 @@ def files(tmp_path: Path) -> dict[str, str]:
             {"mlops_docker_db_read_replica_port": 0},
             "mlops_docker_db_read_replica_port=0 is outside the range 1..65535",
         ),
+        (
+            {"mlops_docker_mlflow_tls_cert_file": "/etc/ssl/mlflow.crt"},
+            "set mlops_docker_mlflow_tls_cert_file and mlops_docker_mlflow_tls_key_file together",
+        ),
+        (
+            {"mlops_docker_mlflow_tls_ca_file": "/etc/ssl/ca.pem"},
+            "mlops_docker_mlflow_tls_ca_file is for clients checking MLflow's certificate, but "
+            "MLflow has none",
+        ),
     ],
 )
 def test_tls_settings_that_cannot_work_are_refused(
@@ -88,6 +97,19 @@ def test_a_key_every_user_can_read_is_refused(tmp_path: Path, files: dict[str, s
         error
     )
     assert f"chown 10001 {key} && chmod 0400 {key}" in error
+
+
+def test_an_mlflow_key_every_user_can_read_is_refused(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    Path(files["pg.key"]).chmod(0o644)
+    key = files["pg.key"]
+    settings = {
+        "mlops_docker_mlflow_tls_cert_file": files["pg.crt"],
+        "mlops_docker_mlflow_tls_key_file": key,
+    }
+    error = settings_error(tmp_path, settings)
+    assert f"mlops_docker_mlflow_tls_key_file={key} is readable by every user of the host" in error
 
 
 def test_a_key_the_containers_cannot_read_is_refused(tmp_path: Path, files: dict[str, str]) -> None:

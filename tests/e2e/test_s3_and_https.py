@@ -1,7 +1,8 @@
-"""The Docker target with MLflow's artifacts in a bucket of an existing S3 store
-(`mlops_docker_artifacts_backend: s3`), end to end: `make deploy` against a real Ceph RADOS
-Gateway reached over the host's network, the stock `mlflow` client of a person, and the
-boundaries a hostile person or log reader would try.
+"""The Docker target with the production settings the chart has too: MLflow's artifacts in a
+bucket of an existing S3 store (`mlops_docker_artifacts_backend: s3`) and HTTPS on MLflow itself
+(`mlops_docker_mlflow_tls_*`), end to end: `make deploy` against a real Ceph RADOS Gateway
+reached over the host's network, the stock `mlflow` client of a person over HTTPS, and the
+boundaries a hostile person, an eavesdropper or a log reader would try.
 
 The store runs outside the stack (its own network, a port on the Docker host's bridge address),
 as a site's store would: the deploy knows only its endpoint, bucket and a credentials file.
@@ -33,8 +34,10 @@ from tests.e2e.e2e_support import (
 )
 from tests.support.docker import Sandbox
 from tests.support.s3store import S3Store, bridge_gateway, start_s3store
+from tests.support.tls import new_ca
 
 ENV_NAME = "e2e-s3"
+UID = 10001  # mlops_docker_uid (its default): the files below are the containers' to read
 BUILD_DIR = REPO_ROOT / "build" / ENV_NAME
 SETTINGS = {
     "mlops_docker_mlflow_port": 18900,
@@ -84,12 +87,28 @@ def credentials_file(
     access, secret = server_keys
     path.write_text(f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n")
     path.chmod(0o400)
-    os.chown(path, 10001, 0)
+    os.chown(path, UID, 0)
     return path
 
 
+@pytest.fixture(scope="module")
+def tls_settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """MLflow's certificate for the public host (the bind address), as an operator puts it
+    on the Docker host: the key the containers' UID may read, no one else."""
+    directory = tmp_path_factory.mktemp("mlflow-tls")
+    ca = new_ca("e2e MLflow CA")
+    cert, key = ca.issue_server(directory / "server", "127.0.0.1", "localhost")
+    key.chmod(0o400)
+    os.chown(key, UID, 0)
+    return {
+        "mlops_docker_mlflow_tls_cert_file": str(cert),
+        "mlops_docker_mlflow_tls_key_file": str(key),
+        "mlops_docker_mlflow_tls_ca_file": str(ca.write(directory / "ca.crt")),
+    }
+
+
 def write_settings(**overrides: object) -> None:
-    write_e2e_settings(ENV_NAME, **SETTINGS, **overrides)
+    write_e2e_settings(ENV_NAME, **SETTINGS, mlops_docker_uid=UID, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +123,27 @@ def s3_settings(store: S3Store, credentials_file: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def deployed(s3_settings: dict[str, object]) -> Iterator[str]:
+def deployed(s3_settings: dict[str, object], tls_settings: dict[str, object]) -> Iterator[str]:
     """The deploy's output."""
-    with deployed_environment(ENV_NAME, **SETTINGS, **s3_settings) as result:
+    with deployed_environment(
+        ENV_NAME, **SETTINGS, mlops_docker_uid=UID, **s3_settings, **tls_settings
+    ) as result:
         yield result.output
 
 
 def connection(name: str) -> dict[str, str]:
     return person_connection(ENV_NAME, name)
+
+
+def session(name: str) -> requests.Session:
+    """A person's HTTP client as their connection.env sets it up: login and MLflow's CA."""
+    values = connection(name)
+    http = requests.Session()
+    http.auth = (values["MLFLOW_TRACKING_USERNAME"], values["MLFLOW_TRACKING_PASSWORD"])
+    http.verify = values["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    # Else requests prefers a REQUESTS_CA_BUNDLE of the environment to the session's CA.
+    http.trust_env = False
+    return http
 
 
 @pytest.fixture(scope="module")
@@ -165,27 +197,26 @@ def artifact_url(logged: dict[str, str], name: str) -> str:
 
 
 def test_a_reader_cannot_write_artifacts_into_the_bucket(logged, bucket):
-    bob = connection("bob")
-    auth = (bob["MLFLOW_TRACKING_USERNAME"], bob["MLFLOW_TRACKING_PASSWORD"])
-    response = requests.put(artifact_url(logged, "data/evil.bin"), data=b"x", auth=auth, timeout=60)
+    bob = session("bob")
+    response = bob.put(artifact_url(logged, "data/evil.bin"), data=b"x", timeout=60)
     assert response.status_code == 403, response.text
     # He may read what he is allowed to see.
-    response = requests.get(artifact_url(logged, "data/sample.bin"), auth=auth, timeout=60)
+    response = bob.get(artifact_url(logged, "data/sample.bin"), timeout=60)
     assert response.status_code == 200
     assert not [key for key in bucket_keys(bucket) if key.endswith("evil.bin")]
 
 
 def test_no_login_no_artifact(logged):
-    response = requests.get(artifact_url(logged, "data/sample.bin"), timeout=60)
+    ca = connection("alice")["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    response = requests.get(artifact_url(logged, "data/sample.bin"), verify=ca, timeout=60)
     assert response.status_code == 401
 
 
 def test_an_editor_cannot_write_outside_the_prefix(logged, bucket):
-    alice = connection("alice")
-    auth = (alice["MLFLOW_TRACKING_USERNAME"], alice["MLFLOW_TRACKING_PASSWORD"])
-    base = f"{alice['MLFLOW_TRACKING_URI']}{ARTIFACTS}"
+    alice = session("alice")
+    base = f"{connection('alice')['MLFLOW_TRACKING_URI']}{ARTIFACTS}"
     for path in ("../escaped.bin", "%2E%2E/escaped.bin", f"{logged['experiment_id']}/../../x.bin"):
-        response = requests.put(f"{base}/{path}", data=b"x", auth=auth, timeout=60)
+        response = alice.put(f"{base}/{path}", data=b"x", timeout=60)
         assert response.status_code >= 400, (path, response.status_code)
     assert all(key.startswith(f"{PREFIX}/") for key in bucket_keys(bucket)), bucket_keys(bucket)
 
@@ -222,19 +253,36 @@ def test_a_credentials_file_others_may_read_is_refused(logged, credentials_file)
     assert container_states(ENV_NAME) == before
 
 
-def test_moving_the_destination_under_existing_runs_is_refused(logged, s3_settings):
+def test_moving_the_destination_under_existing_runs_is_refused(logged, s3_settings, tls_settings):
     before = container_states(ENV_NAME)
-    write_settings(**{**s3_settings, "mlops_docker_artifacts_s3_prefix": "elsewhere"})
+    write_settings(
+        **{**s3_settings, "mlops_docker_artifacts_s3_prefix": "elsewhere"}, **tls_settings
+    )
     try:
         result = make("deploy", ENV=ENV_NAME)
     finally:
-        write_settings(**s3_settings)
+        write_settings(**s3_settings, **tls_settings)
     assert result.returncode != 0
     assert f"the artifacts of the runs so far are at s3://{BUCKET}/{PREFIX}" in result.output
     assert "Nothing was changed" in result.output
     assert container_states(ENV_NAME) == before
     # Back on the recorded destination, the run's artifact is served again.
-    alice = connection("alice")
-    auth = (alice["MLFLOW_TRACKING_USERNAME"], alice["MLFLOW_TRACKING_PASSWORD"])
-    response = requests.get(artifact_url(logged, "data/sample.bin"), auth=auth, timeout=60)
+    response = session("alice").get(artifact_url(logged, "data/sample.bin"), timeout=60)
     assert hashlib.sha256(response.content).hexdigest() == logged["sha256"]
+
+
+def test_clients_reach_mlflow_over_https_only(logged):
+    alice = connection("alice")
+    port = SETTINGS["mlops_docker_mlflow_port"]
+    assert alice["MLFLOW_TRACKING_URI"] == f"https://127.0.0.1:{port}"
+    # The stock client of `logged` went through HTTPS, checking the certificate with this CA.
+    assert Path(alice["MLFLOW_TRACKING_SERVER_CERT_PATH"]).parent == BUILD_DIR / "people" / "alice"
+    # A client that does not know the CA is not fooled into trusting any certificate...
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{alice['MLFLOW_TRACKING_URI']}/health", timeout=30)
+    # ...and nothing answers in plaintext, where a password would cross the network readable.
+    try:
+        status = requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code
+    except requests.exceptions.ConnectionError:
+        status = 0
+    assert status != 200, "MLflow answered plaintext"
