@@ -48,7 +48,7 @@ from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_chang
 from tests.support.docker import Sandbox
 from tests.support.hostile import OTHER_USERS, assert_unreadable
 from tests.support.s3store import bridge_gateway, start_s3store
-from tests.support.tls import new_ca
+from tests.support.tls import assert_https_only, new_ca
 
 ENV = Env(name="cluster", namespace="mlops", release="mlops")
 # The release the upgrade rehearsal starts on, and the pinned one (images/versions.env).
@@ -612,13 +612,7 @@ def test_mlflow_speaks_https_to_everything_that_reaches_it(tmp_path: Path):
         run_id, sha256 = log_run_with_artifact(connection, tmp_path / "logged")
         assert read_run(connection, run_id, tmp_path / "read")[1] == sha256
 
-        with pytest.raises(requests.exceptions.SSLError):
-            requests.get(f"https://localhost:{port}/health", timeout=30)
-        try:
-            plain = requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code
-        except requests.exceptions.ConnectionError:
-            plain = 0
-        assert plain != 200, "MLflow answered plaintext"
+        assert_https_only(connection["MLFLOW_TRACKING_URI"], port)
 
         tested = other.helm("test", other.release, "--timeout", "5m")
         assert tested.returncode == 0, tested.explain()

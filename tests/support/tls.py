@@ -7,6 +7,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -87,3 +89,17 @@ def new_ca(name: str) -> CertificateAuthority:
         .sign(key, hashes.SHA256())
     )
     return CertificateAuthority(name, key, certificate)
+
+
+def assert_https_only(https_url: str, port: int) -> None:
+    """What an impostor or an eavesdropper would try against a server on 127.0.0.1:``port``
+    that speaks HTTPS with a private CA: a client without that CA gets a certificate error (it
+    trusts no certificate it cannot check), and plain HTTP gets no answer, so no password
+    crosses the network readable."""
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{https_url}/health", timeout=30)
+    try:
+        status = requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code
+    except requests.exceptions.ConnectionError:
+        status = 0
+    assert status != 200, "the server answered plaintext"
