@@ -278,3 +278,13 @@ def test_clients_reach_mlflow_over_https_only(logged):
     # The stock client of `logged` went through HTTPS, checking the certificate with this CA.
     assert Path(alice["MLFLOW_TRACKING_SERVER_CERT_PATH"]).parent == BUILD_DIR / "people" / "alice"
     assert_https_only(alice["MLFLOW_TRACKING_URI"], port)
+
+
+def test_the_smoke_suite_passes_on_these_settings(logged):
+    """`make smoke` as an operator runs it after the deploy: the stock clients over HTTPS with
+    the CA, the UI in Chromium, DVC, every boundary, and the artifact's bytes in the bucket."""
+    result = make("smoke", ENV=ENV_NAME)
+    assert result.returncode == 0, result.explain()
+    summary = result.output.rstrip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, f"a smoke test did not run here: {summary}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -128,7 +129,24 @@ def client_env(connection: dict[str, str]) -> Iterator[dict[str, str]]:
         # A failing server should fail the suite in seconds, not after minutes of retries.
         patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+        # With HTTPS on MLflow and a private CA (connection.env names it for the mlflow client),
+        # the suite's own requests calls check the server with the same CA.
+        if ca := connection.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            patch.setenv("REQUESTS_CA_BUNDLE", ca)
         yield dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def artifacts_destination(stack: Stack) -> str:
+    """Where the server keeps artifacts (sftp:// or s3://), from its own environment; empty
+    in artifacts mode sftp, where clients write to the SFTP root themselves."""
+    show = "import os; print(os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''))"
+    result = subprocess.run(
+        [*stack.exec_argv("mlflow"), "python", "-c", show],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 @pytest.fixture(scope="session")

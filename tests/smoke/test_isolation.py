@@ -77,18 +77,25 @@ def test_nothing_outside_the_area_can_be_written(session, target):
         session.putfo(io.BytesIO(b"ssh-ed25519 AAAA attacker\n"), target)
 
 
-def test_mlflow_artifacts_are_out_of_reach_when_proxied(session, artifacts_proxied, tracked):
+def test_mlflow_artifacts_are_out_of_reach_when_proxied(
+    session, artifacts_proxied, tracked, artifacts_destination
+):
     if not artifacts_proxied:
         # Direct mode hands people the artifact area on purpose (by their MLflow role).
         assert session.listdir("/data/artifacts") is not None
         return
     run_dir = f"/data/artifacts/{tracked['experiment_id']}/{tracked['run_id']}"
-    for attack in (
+    attacks = [
         lambda: session.listdir("/data/artifacts"),
-        lambda: session.open(f"{run_dir}/artifacts/{tracked['artifact']}").read(1),
-        lambda: session.remove(f"{run_dir}/artifacts/{tracked['artifact']}"),
         lambda: session.mkdir("/data/artifacts/forged"),
-    ):
+    ]
+    # The run's own files are on SFTP only with an sftp:// destination (else in the bucket).
+    if artifacts_destination.startswith("sftp://"):
+        attacks += [
+            lambda: session.open(f"{run_dir}/artifacts/{tracked['artifact']}").read(1),
+            lambda: session.remove(f"{run_dir}/artifacts/{tracked['artifact']}"),
+        ]
+    for attack in attacks:
         with pytest.raises(PermissionError):
             attack()
 

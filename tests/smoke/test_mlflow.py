@@ -1,7 +1,8 @@
 """The MLflow client as a data scientist uses it, then the same data checked at the source:
 rows in PostgreSQL (psycopg2, run inside the MLflow container, which alone may reach the
-database) and the artifact's bytes on the SFTP volume (inside the SFTP container: no person's
-key reaches MLflow's artifact area)."""
+database) and the artifact's bytes where the server stores them: on the SFTP volume (inside the
+SFTP container: no person's key reaches MLflow's artifact area), or in the S3 bucket (inside the
+MLflow container, with the server's own keys: people have none)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.smoke.smoke_support import ALIAS, ARTIFACT_BYTES, sha256_of
 from tests.smoke.stack import Stack
 
 DB_PROBE = Path(__file__).with_name("mlflow_db_probe.py")
+S3_PROBE = Path(__file__).with_name("mlflow_s3_probe.py")
 DB_PROBE_TIMEOUT_S = 120
 
 
@@ -79,17 +81,28 @@ def test_rows_exist_in_postgresql(stored_rows, tracked):
     assert stored_rows["admin"] == [[True]], "the MLflow admin must exist in the auth database"
 
 
-def test_artifact_bytes_on_the_sftp_volume_match(stack: Stack, tracked):
-    """The bytes on the SFTP server's volume, read inside its container: people's keys cannot
-    reach MLflow's artifact area (test_isolation.py), so the check runs where the data is."""
-    run_dir = f"/data/artifacts/{tracked['experiment_id']}/{tracked['run_id']}"
-    remote = f"{run_dir}/artifacts/{tracked['artifact']}"
+def in_container(stack: Stack, service: str, *argv: str, stdin: str = "") -> str:
     result = subprocess.run(
-        [*stack.exec_argv("sftp"), "sha256sum", remote],
+        [*stack.exec_argv(service), *argv],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == tracked["sha256"]
+    assert result.returncode == 0, f"{argv[:2]} in {service}: {result.stderr[-2000:]}"
+    return result.stdout
+
+
+def test_artifact_bytes_where_the_server_stores_them_match(
+    stack: Stack, tracked, artifacts_destination: str
+):
+    """The bytes where the data is: on the SFTP server's volume, read inside its container
+    (people's keys cannot reach MLflow's artifact area, test_isolation.py), or in the bucket of
+    an s3:// destination, read inside the MLflow container with the server's own keys."""
+    below = f"{tracked['experiment_id']}/{tracked['run_id']}/artifacts/{tracked['artifact']}"
+    if artifacts_destination.startswith("s3://"):
+        digest = in_container(stack, "mlflow", "python", "-", below, stdin=S3_PROBE.read_text())
+    else:
+        digest = in_container(stack, "sftp", "sha256sum", f"/data/artifacts/{below}")
+    assert digest.split()[0] == tracked["sha256"]

@@ -8,9 +8,13 @@ Authorization header on every request. The screenshot is kept as build/<env>/ui-
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import socket
+import ssl
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -62,8 +66,33 @@ class DevTools:
         self._ws.close()
 
 
+def trusted_certificate_flags(tracking_uri: str, ca_file: str) -> list[str]:
+    """Chromium has no CA file option: with HTTPS and a private CA, check the certificate the
+    server presents against that CA here, then let Chromium accept that certificate's key
+    alone (a pin, not a blanket ignore of certificate errors)."""
+    url = urllib.parse.urlsplit(tracking_uri)
+    host, port = url.hostname or "", url.port or 443
+    context = ssl.create_default_context(cafile=ca_file)
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der, f"{tracking_uri} presented no certificate"
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return [f"--ignore-certificate-errors-spki-list={pin}"]
+
+
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path, client_env):
     executable = find_chromium()
     if executable is None:
         pytest.fail(
@@ -71,8 +100,10 @@ def browser(tmp_path):
             "else apt-get install chromium"
         )
     profile = tmp_path / "profile"
+    ca_file = client_env.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    trust = trusted_certificate_flags(client_env["MLFLOW_TRACKING_URI"], ca_file) if ca_file else []
     process = subprocess.Popen(
-        [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        [executable, *CHROMIUM_FLAGS, *trust, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
