@@ -13,9 +13,15 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def settings_error(tmp_path: Path, settings: dict[str, object]) -> str:
+    """The validation's output, which must have stopped at an assertion that evaluated false:
+    a check that fails to evaluate also stops the deploy, and also prints its message (as the
+    item's `msg`), but names nothing to the user."""
     result = run_docker_validation(tmp_path, settings)
     assert result.returncode != 0, result.stdout[-2000:]
-    return " ".join(result.stdout.split())
+    output = " ".join(result.stdout.split())
+    assert '"evaluated_to": false' in output, output[-2000:]
+    assert "Conditional result" not in output, output[-2000:]
+    return output
 
 
 @pytest.fixture
