@@ -49,13 +49,16 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def use_keys(project: Path, store: S3Store, access: str, secret: str) -> None:
-    """The person's own keys, in the project's git-ignored config.local."""
-    for args in (
-        ("dvc", "remote", "modify", "--local", "store", "access_key_id", access),
-        ("dvc", "remote", "modify", "--local", "store", "secret_access_key", secret),
-    ):
-        result = run(project, *args)
-        assert result.returncode == 0, result.stderr
+    """The person's own keys as an AWS credentials file (0600, outside the project), named in
+    the project's git-ignored config.local: never a command-line argument, which every user of
+    the machine can read (and which a secret starting with "-" would also break)."""
+    keys = project.parent / f"{project.name}-aws-credentials"
+    keys.write_text(f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n")
+    keys.chmod(0o600)
+    result = run(
+        project, "dvc", "remote", "modify", "--local", "store", "credentialpath", str(keys)
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
