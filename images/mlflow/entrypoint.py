@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "MLFLOW_S3_CREDENTIALS_FILE": "",
     "MLFLOW_S3_CA_FILE": "",
     "MLFLOW_PRESIGNED_ARTIFACT_URLS": False,
+    "MLFLOW_DVC_S3_REMOTE": "",
+    "MLFLOW_DVC_S3_ACCOUNT": "",
     "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "path",
     "MLFLOW_PORT": 5000,
     "MLFLOW_TLS_CERT_FILE": "",
@@ -316,6 +318,10 @@ class Settings:
     s3_ca_file: str = ""
     s3_addressing_style: str = DEFAULTS["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"]
     presigned_artifact_urls: bool = DEFAULTS["MLFLOW_PRESIGNED_ARTIFACT_URLS"]
+    # The DVC remote on the same store (s3://bucket/prefix), whose bucket policy the server
+    # converges from the people's dvc levels; empty: the kit manages no S3 remote.
+    dvc_s3_remote: str = ""
+    dvc_s3_account: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
 
@@ -484,6 +490,8 @@ def load_settings(env: Mapping[str, str], server: bool = True) -> Settings:
             {name: path for name, path in optional.items() if path},
             "mount it for s3:// artifacts",
         )
+    if settings.dvc_s3_remote:
+        check_dvc_s3_remote(settings)
     return settings
 
 
@@ -521,7 +529,36 @@ def s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "s3_ca_file": env.get("MLFLOW_S3_CA_FILE", "").strip(),
         "s3_addressing_style": style,
         "presigned_artifact_urls": _truthy(env, "MLFLOW_PRESIGNED_ARTIFACT_URLS"),
+        "dvc_s3_remote": env.get("MLFLOW_DVC_S3_REMOTE", "").strip(),
+        "dvc_s3_account": env.get("MLFLOW_DVC_S3_ACCOUNT", "").strip(),
     }
+
+
+def check_dvc_s3_remote(settings: Settings) -> None:
+    """MLFLOW_DVC_S3_REMOTE: a prefix in a bucket of its own on the artifacts' store, and the
+    people whose dvc levels make its policy."""
+    remote = settings.dvc_s3_remote
+    bucket, prefix = s3_bucket_and_prefix(remote)
+    if not remote.startswith("s3://") or not bucket or not prefix:
+        raise ConfigError(
+            f"MLFLOW_DVC_S3_REMOTE={remote!r} must be s3://BUCKET/PREFIX: the people may "
+            "write under the prefix only"
+        )
+    if not settings.uses_s3:
+        raise ConfigError(
+            "MLFLOW_DVC_S3_REMOTE needs s3:// artifacts: the server sets the remote's policy "
+            "with the artifacts' store settings and keys (MLFLOW_S3_*)"
+        )
+    if bucket == s3_bucket_and_prefix(settings.artifact_uri)[0]:
+        raise ConfigError(
+            f"MLFLOW_DVC_S3_REMOTE uses bucket {bucket}, which holds MLflow's artifacts: the "
+            "people may list the remote's bucket, so give the remote a bucket of its own"
+        )
+    if not settings.people_dir:
+        raise ConfigError(
+            "MLFLOW_DVC_S3_REMOTE needs MLFLOW_PEOPLE_DIR (and MLFLOW_AUTH_ENABLED=true): the "
+            "remote's policy gives each person listed there their dvc level"
+        )
 
 
 def tls_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -714,18 +751,14 @@ def wait_for_database(
             time.sleep(2)
 
 
-def check_s3_bucket(settings: Settings, env: Mapping[str, str], seconds: int) -> None:
-    """Stop with a ConfigError unless the server's S3 keys may list its bucket (and prefix);
-    wait up to ``seconds`` for an endpoint that does not answer yet."""
+def s3_client(settings: Settings, env: Mapping[str, str]) -> Any:
+    """A boto3 S3 client with the server's store settings and keys."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
-    bucket, prefix = s3_bucket_and_prefix(settings.artifact_uri)
-    where = f"s3://{bucket}/{prefix} at {settings.s3_endpoint_url or 'AWS S3'}"
     aws = {key: value for key, value in env.items() if key.startswith("AWS_")}
     os.environ.update(aws)  # boto3 reads the credentials file and CA bundle from there
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url or None,
         config=Config(
@@ -735,6 +768,16 @@ def check_s3_bucket(settings: Settings, env: Mapping[str, str], seconds: int) ->
             retries={"max_attempts": 1},
         ),
     )
+
+
+def check_s3_bucket(settings: Settings, env: Mapping[str, str], seconds: int) -> None:
+    """Stop with a ConfigError unless the server's S3 keys may list its bucket (and prefix);
+    wait up to ``seconds`` for an endpoint that does not answer yet."""
+    from botocore.exceptions import BotoCoreError, ClientError, SSLError
+
+    bucket, prefix = s3_bucket_and_prefix(settings.artifact_uri)
+    where = f"s3://{bucket}/{prefix} at {settings.s3_endpoint_url or 'AWS S3'}"
+    client = s3_client(settings, env)
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -771,6 +814,36 @@ def check_s3_bucket(settings: Settings, env: Mapping[str, str], seconds: int) ->
                 "MLFLOW_S3_ENDPOINT_URL and that the store is up"
             )
         time.sleep(2)
+
+
+def converge_dvc_policy(settings: Settings, env: Mapping[str, str]) -> None:
+    """The DVC remote's bucket policy from the people's dvc levels (mlops_kit_auth.dvc_s3),
+    set with the server's keys: the bucket's owner. After check_s3_bucket, so the store is up."""
+    from botocore.exceptions import ClientError
+    from mlops_kit_auth.dvc_s3 import converge_bucket_policy, people_bucket_policy
+
+    bucket, prefix = s3_bucket_and_prefix(settings.dvc_s3_remote)
+    policy = people_bucket_policy(bucket, prefix, settings.people, settings.dvc_s3_account)
+    try:
+        log("dvc remote: " + converge_bucket_policy(s3_client(settings, env), bucket, policy))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise ConfigError(
+                f"MLFLOW_DVC_S3_REMOTE: the bucket {bucket} does not exist; create it with the "
+                "server's S3 user, which must own it"
+            ) from None
+        if code in S3_ACCESS_ERRORS:
+            raise ConfigError(
+                f"MLFLOW_DVC_S3_REMOTE: the server's S3 user may not set the policy of bucket "
+                f"{bucket} ({code}); create the bucket with that user, which must own it"
+            ) from None
+        if code == "MalformedPolicy":
+            raise ConfigError(
+                f"MLFLOW_DVC_S3_REMOTE: the store refused the people's policy ({exc}); check "
+                "that each person has an S3 user of that name (in MLFLOW_DVC_S3_ACCOUNT)"
+            ) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -980,6 +1053,8 @@ def main(argv: list[str]) -> int:
         prepare_runtime(settings, env)
         if settings.uses_s3:
             check_s3_bucket(settings, env, settings.db_wait_seconds)
+        if settings.dvc_s3_remote:
+            converge_dvc_policy(settings, env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EX_CONFIG

@@ -2,7 +2,9 @@
 bucket of an existing S3 store (`mlops_docker_artifacts_backend: s3`) and HTTPS on MLflow itself
 (`mlops_docker_mlflow_tls_*`), end to end: `make deploy` against a real Ceph RADOS Gateway
 reached over the host's network, the stock `mlflow` client of a person over HTTPS, and the
-boundaries a hostile person, an eavesdropper or a log reader would try.
+boundaries a hostile person, an eavesdropper or a log reader would try. Last, the people's DVC
+remote moves to a bucket of its own on the same store (`mlops_docker_dvc_backend: s3`): the
+stock `dvc` with each person's own S3 keys, confined by the policy the server sets.
 
 The store runs outside the stack (its own network, a port on the Docker host's bridge address),
 as a site's store would: the deploy knows only its endpoint, bucket and a credentials file.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 import requests
 
@@ -33,7 +37,9 @@ from tests.e2e.e2e_support import (
     recap_changed,
     write_e2e_settings,
 )
+from tests.smoke.smoke_support import connect_sftp
 from tests.support.docker import Sandbox
+from tests.support.dvc import run_dvc
 from tests.support.s3store import S3Store, bridge_gateway, start_s3store
 from tests.support.tls import assert_https_only, new_ca
 
@@ -46,6 +52,7 @@ SETTINGS = {
     "mlops_docker_mlflow_workers": 1,
 }
 BUCKET, PREFIX = "team-artifacts", "mlflow"
+DVC_BUCKET, DVC_PREFIX = "team-data", "dvc"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 CLIENT_SCRIPT = textwrap.dedent(
     """
@@ -289,3 +296,158 @@ def test_the_smoke_suite_passes_on_these_settings(logged):
     summary = result.output.rstrip().splitlines()[-1]
     assert " passed" in summary, summary
     assert "skipped" not in summary, f"a smoke test did not run here: {summary}"
+
+
+@pytest.fixture(scope="module")
+def people_keys(store: S3Store, server_keys: tuple[str, str]) -> dict[str, tuple[str, str]]:
+    """What the store's admin does for a DVC remote on S3: a bucket owned by the server's
+    user, and an S3 user per person, named as in people.yml (carol is added below)."""
+    store.client(*server_keys).create_bucket(Bucket=DVC_BUCKET)
+    return {name: store.add_user(name) for name in ("alice", "bob", "carol")}
+
+
+@pytest.fixture(scope="module")
+def dvc_on_s3(
+    logged: dict[str, str],
+    people_keys: dict[str, tuple[str, str]],
+    s3_settings: dict[str, object],
+    tls_settings: dict[str, object],
+) -> str:
+    """The remote moved to S3, then carol (reader, no DVC access) added the documented way:
+    `make add-user`, which deploys. Returns that deploy's output."""
+    write_settings(
+        **s3_settings,
+        **tls_settings,
+        mlops_docker_dvc_backend="s3",
+        mlops_docker_dvc_s3_bucket=DVC_BUCKET,
+        mlops_docker_dvc_s3_prefix=DVC_PREFIX,
+    )
+    result = make("add-user", ENV=ENV_NAME, NAME="carol", ROLE="reader", DVC="none")
+    assert result.returncode == 0, result.explain()
+    return result.output
+
+
+def dvc_project(where: Path, name: str, keys: tuple[str, str]) -> tuple[Path, dict[str, str]]:
+    """A person's working copy set up as the README says: the remote's URL and endpoint in
+    git, their own keys in a 0600 credentials file that only .dvc/config.local names."""
+    env = connection(name)
+    credentials = where / f"{name}-s3-credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n"
+    )
+    credentials.chmod(0o600)
+    project = where / name
+    return project, {**env, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+
+
+def dvc(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_dvc(*args, cwd=project, env=env, timeout=300)
+
+
+def configure(project: Path, env: dict[str, str], *, add: bool) -> None:
+    steps = [("dvc", "remote", "modify", "--local", "store", "credentialpath",
+              env["AWS_SHARED_CREDENTIALS_FILE"])]  # fmt: skip
+    if add:
+        steps[:0] = [
+            ("dvc", "remote", "add", "-d", "store", env["DVC_REMOTE_URL"]),
+            ("dvc", "remote", "modify", "store", "endpointurl", env["DVC_S3_ENDPOINT_URL"]),
+        ]
+    for step in steps:
+        result = dvc(project, env, *step)
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def pushed(
+    dvc_on_s3: str, people_keys: dict[str, tuple[str, str]], tmp_path_factory
+) -> dict[str, Any]:
+    """alice (dvc write) pushes a dataset with the stock dvc and her own keys."""
+    project, env = dvc_project(tmp_path_factory.mktemp("dvc"), "alice", people_keys["alice"])
+    project.mkdir()
+    for step in (("git", "init", "-q"), ("dvc", "init", "-q")):
+        assert dvc(project, env, *step).returncode == 0
+    configure(project, env, add=True)
+    (project / "data.csv").write_bytes(os.urandom(256 * 1024))
+    assert dvc(project, env, "dvc", "add", "data.csv").returncode == 0
+    result = dvc(project, env, "dvc", "push")
+    assert result.returncode == 0, result.stderr
+    return {"project": project, "sha256": sha256_of(project / "data.csv")}
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clone_for(pushed: dict[str, Any], name: str, keys: tuple[str, str], where: Path) -> tuple:
+    """What `git clone` gives another person: no cache, data or local config."""
+    project, env = dvc_project(where, name, keys)
+    shutil.copytree(
+        pushed["project"], project, ignore=shutil.ignore_patterns("cache", "tmp", "config.local")
+    )
+    (project / "data.csv").unlink()
+    configure(project, env, add=False)
+    return project, env
+
+
+def test_the_people_get_the_s3_remote_and_no_sftp_access(dvc_on_s3, people_keys):
+    alice, carol = connection("alice"), connection("carol")
+    assert alice["DVC_REMOTE_URL"] == f"s3://{DVC_BUCKET}/{DVC_PREFIX}"
+    assert carol["DVC_REMOTE_URL"] == "", "dvc none: no remote"
+    for person in ("alice", "bob", "carol"):
+        text = (BUILD_DIR / "people" / person / "connection.env").read_text()
+        assert not [key for key in people_keys.values() if key[1] in text], "no S3 secret key"
+    # Artifacts and data are both on S3 now: the SFTP server grants the people's keys nothing.
+    # (The key is loaded as what it is: paramiko, given a file, would try it as DSS too.)
+    key = paramiko.PKey.from_path(alice["SFTP_PRIVATE_KEY"])
+    with pytest.raises(paramiko.AuthenticationException):
+        connect_sftp(alice, key)
+
+
+def test_a_writer_pushes_into_the_remote_under_its_prefix(pushed, store, server_keys):
+    listed = store.client(*server_keys).list_objects_v2(Bucket=DVC_BUCKET)
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert keys, "nothing was pushed"
+    assert all(key.startswith(f"{DVC_PREFIX}/") for key in keys), keys
+
+
+def test_a_reader_pulls_the_exact_data_and_cannot_push(pushed, people_keys, tmp_path):
+    project, env = clone_for(pushed, "bob", people_keys["bob"], tmp_path)
+    result = dvc(project, env, "dvc", "pull")
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(project / "data.csv") == pushed["sha256"]
+    (project / "forged.csv").write_text("forged\n")
+    assert dvc(project, env, "dvc", "add", "forged.csv").returncode == 0
+    assert dvc(project, env, "dvc", "push").returncode != 0
+
+
+def test_someone_without_dvc_access_cannot_pull(pushed, people_keys, tmp_path):
+    project, env = clone_for(pushed, "carol", people_keys["carol"], tmp_path)
+    assert dvc(project, env, "dvc", "pull").returncode != 0
+    assert not (project / "data.csv").exists()
+
+
+def test_a_persons_keys_reach_nothing_else_in_the_store(pushed, store, people_keys):
+    alice = store.client(*people_keys["alice"])
+    attacks = [
+        lambda: alice.list_objects_v2(Bucket=BUCKET),
+        lambda: alice.put_object(Bucket=BUCKET, Key=f"{PREFIX}/forged", Body=b"x"),
+        lambda: alice.put_object(Bucket=DVC_BUCKET, Key="outside-the-prefix", Body=b"x"),
+        lambda: alice.put_bucket_policy(Bucket=DVC_BUCKET, Policy='{"Statement": []}'),
+        lambda: alice.delete_bucket_policy(Bucket=DVC_BUCKET),
+    ]
+    for attack in attacks:
+        with pytest.raises(alice.exceptions.ClientError, match="AccessDenied"):
+            attack()
+
+
+def test_taking_dvc_access_away_takes_effect_at_the_next_deploy(pushed, people_keys, tmp_path):
+    """bob's level goes to none in people.yml (`make add-user` updates him): the server's
+    policy follows, and the clone he pulled before cannot pull again."""
+    project, env = clone_for(pushed, "bob", people_keys["bob"], tmp_path)
+    assert dvc(project, env, "dvc", "pull").returncode == 0
+    result = make("add-user", ENV=ENV_NAME, NAME="bob", ROLE="reader", DVC="none")
+    assert result.returncode == 0, result.explain()
+    (project / "data.csv").unlink()
+    shutil.rmtree(project / ".dvc" / "cache")
+    assert dvc(project, env, "dvc", "pull").returncode != 0
+    assert not (project / "data.csv").exists()

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mlopskit.s3_access import dvc_bucket_policy, user_arn
+from mlops_kit_auth.dvc_s3 import dvc_bucket_policy, user_arn
 
 from tests.support.docker import Sandbox
 from tests.support.dvc import run_dvc

@@ -277,3 +277,53 @@ def test_wrong_keys_stop_the_server_and_are_not_printed(
         result, "the server's S3 keys may not list it (SignatureDoesNotMatch)"
     )
     assert wrong not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ("", "the bucket team-data does not exist; create it with the server's S3 user"),
+        (
+            "stranger",
+            "the server's S3 user may not set the policy of bucket team-data (AccessDenied); "
+            "create the bucket with that user, which must own it",
+        ),
+    ],
+)
+def test_a_dvc_remote_bucket_the_server_does_not_own_stops_it_with_the_fix(
+    sandbox: Sandbox,
+    images: ImageSet,
+    postgres: Postgres,
+    s3: S3Store,
+    check_env: tuple[dict[str, str], list[str]],
+    tmp_path: Path,
+    owner: str,
+    message: str,
+) -> None:
+    """MLFLOW_DVC_S3_REMOTE: the server sets the remote bucket's policy at start, so a bucket
+    missing or owned by someone else stops it (exit 78) instead of leaving the people's
+    levels unenforced."""
+    bucket = f"team-data-{uuid.uuid4().hex[:8]}"
+    if owner:
+        s3.client(*s3.add_user(f"{owner}-{bucket}")).create_bucket(Bucket=bucket)
+    env, mounts = check_env
+    people = secret_dir(
+        tmp_path / "people",
+        {
+            "people.json": '[{"name": "alice", "role": "editor", "dvc": "write"}]',
+            "alice.password": new_secret(),
+        },
+    )
+    auth = secret_dir(tmp_path / "auth", {"admin": new_secret(), "flask": new_secret()})
+    env = {
+        **env,
+        **server_env("db"),
+        "MLFLOW_AUTH_ENABLED": "true",
+        "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": "/run/secrets/auth/admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": "/run/secrets/auth/flask",
+        "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
+        "MLFLOW_DVC_S3_REMOTE": f"s3://{bucket}/dvc",
+    }
+    mounts = [*mounts, f"{people}:/run/secrets/people:ro", f"{auth}:/run/secrets/auth:ro"]
+    result = sandbox.run_to_exit(images.ref("mlflow"), env=env, mounts=mounts)
+    assert_stops_at_the_check(result, message.replace("team-data", bucket))

@@ -128,3 +128,49 @@ def test_the_role_accepts_the_forms_the_chart_accepts() -> None:
     for key, pattern in chart_patterns.items():
         # The schema lets an empty bucket through (the sftp backend); the role checks it alone.
         assert role_patterns[key] in (pattern, pattern.removeprefix("^$|")), key
+
+
+DVC_S3 = {**S3, "mlops_docker_dvc_backend": "s3", "mlops_docker_dvc_s3_bucket": "team-data"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {**DVC_S3, "mlops_docker_artifacts_backend": "sftp"},
+            "mlops_docker_dvc_backend=s3 puts the DVC remote on the artifacts' store, but "
+            "mlops_docker_artifacts_backend=sftp",
+        ),
+        (
+            {**DVC_S3, "mlops_docker_dvc_s3_bucket": "team-artifacts"},
+            "needs mlops_docker_dvc_s3_bucket, an existing bucket owned by the server's S3 user "
+            "other than the artifacts' (team-artifacts)",
+        ),
+        ({**DVC_S3, "mlops_docker_dvc_s3_bucket": ""}, "needs mlops_docker_dvc_s3_bucket"),
+        ({**DVC_S3, "mlops_docker_dvc_s3_prefix": "/"}, "needs mlops_docker_dvc_s3_prefix"),
+        ({**DVC_S3, "mlops_docker_auth_enabled": False}, "needs mlops_docker_auth_enabled: true"),
+        ({**DVC_S3, "mlops_docker_dvc_backend": "nfs"}, "mlops_docker_dvc_backend=nfs must be"),
+        (
+            {**DVC_S3, "mlops_docker_dvc_s3_bucket": "Team_Data"},
+            "mlops_docker_dvc_s3_bucket=Team_Data does not match",
+        ),
+        (
+            {**DVC_S3, "mlops_docker_dvc_s3_endpoint_url": "rgw.example.com"},
+            "mlops_docker_dvc_s3_endpoint_url=rgw.example.com does not match",
+        ),
+        (
+            {**DVC_S3, "mlops_docker_dvc_s3_account": "a b"},
+            "mlops_docker_dvc_s3_account=a b does not match",
+        ),
+    ],
+)
+def test_dvc_on_s3_settings_that_cannot_work_are_refused(
+    tmp_path: Path, settings: dict[str, object], message: str
+) -> None:
+    assert message in " ".join(settings_error(tmp_path, settings).split())
+
+
+def test_a_dvc_remote_on_s3_passes_the_checks(tmp_path: Path) -> None:
+    """The refusals above can fail: the same settings with a bucket of its own pass."""
+    output = run_docker_validation(tmp_path, DVC_S3).stdout
+    assert "Gather the facts the checks need" in output, output[-3000:]

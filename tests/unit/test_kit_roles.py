@@ -87,13 +87,13 @@ def write_people(directory: Path, people: object, passwords: dict[str, str]) -> 
 def test_people_are_read_with_their_passwords(tmp_path: Path) -> None:
     directory = write_people(
         tmp_path,
-        [{"name": "alice", "role": "editor"}, {"name": "bob", "role": "reader"}],
+        [{"name": "alice", "role": "editor", "dvc": "write"}, {"name": "bob", "role": "reader"}],
         {"alice": "a" * 20, "bob": "b" * 20},
     )
     accounts = read_people(directory, "admin", "metrics")
-    assert [(a.name, a.role, a.password) for a in accounts] == [
-        ("alice", "editor", "a" * 20),
-        ("bob", "reader", "b" * 20),
+    assert [(a.name, a.role, a.password, a.dvc) for a in accounts] == [
+        ("alice", "editor", "a" * 20, "write"),
+        ("bob", "reader", "b" * 20, "none"),  # no dvc: no access to the remote
     ]
     assert "a" * 20 not in repr(accounts)
 
@@ -107,6 +107,7 @@ def test_people_are_read_with_their_passwords(tmp_path: Path) -> None:
         ([{"name": "metrics", "role": "reader"}], {"metrics": "x" * 20}, "reserved"),
         ([{"name": "alice", "role": "owner"}], {"alice": "x" * 20}, "must be one of"),
         ([{"name": "alice", "role": "editor"}], {}, "has no"),
+        ([{"name": "alice", "role": "editor", "dvc": "rw"}], {"alice": "x" * 20}, "dvc 'rw'"),
         ([{"name": "alice", "role": "editor"}], {"alice": "short"}, "at least 12"),
         (
             [{"name": "alice", "role": "editor"}, {"name": "alice", "role": "reader"}],

@@ -458,6 +458,62 @@ def test_bad_s3_settings_name_the_variable(ep, s3_env, change, message) -> None:
         ep.load_settings(s3_env)
 
 
+@pytest.fixture
+def dvc_s3_env(s3_env, tmp_path: Path) -> dict[str, str]:
+    """s3_env with the people's DVC remote in a bucket of its own, and two people."""
+    people = tmp_path / "people"
+    people.mkdir()
+    (people / "people.json").write_text(
+        '[{"name": "alice", "role": "editor", "dvc": "write"},'
+        ' {"name": "bob", "role": "reader", "dvc": "read"}]'
+    )
+    for name in ("alice", "bob"):
+        (people / f"{name}.password").write_text(f"{name}-password-long\n")
+    return dict(
+        s3_env,
+        MLFLOW_PEOPLE_DIR=str(people),
+        MLFLOW_DVC_S3_REMOTE="s3://team-data/dvc",
+        MLFLOW_DVC_S3_ACCOUNT="lab",
+    )
+
+
+def test_the_dvc_remote_policy_names_each_persons_s3_user(ep, dvc_s3_env) -> None:
+    from mlops_kit_auth.dvc_s3 import people_bucket_policy
+
+    settings = ep.load_settings(dvc_s3_env)
+    assert settings.dvc_s3_remote == "s3://team-data/dvc"
+    bucket, prefix = ep.s3_bucket_and_prefix(settings.dvc_s3_remote)
+    policy = people_bucket_policy(bucket, prefix, settings.people, settings.dvc_s3_account)
+    writers = next(s for s in policy["Statement"] if s["Sid"] == "DvcWrite")
+    assert writers["Principal"] == {"AWS": ["arn:aws:iam::lab:user/alice"]}
+    assert writers["Resource"] == ["arn:aws:s3:::team-data/dvc/*"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_DVC_S3_REMOTE": "s3://team-data"}, "must be s3://BUCKET/PREFIX"),
+        ({"MLFLOW_DVC_S3_REMOTE": "ssh://sftp/data/dvc"}, "must be s3://BUCKET/PREFIX"),
+        (
+            {"MLFLOW_DVC_S3_REMOTE": "s3://team-bucket/dvc"},
+            "uses bucket team-bucket, which holds MLflow's artifacts",
+        ),
+        (
+            {"MLFLOW_ARTIFACTS_DESTINATION": "sftp://mlops@sftp:2222/data/artifacts"},
+            "MLFLOW_DVC_S3_REMOTE needs s3:// artifacts",
+        ),
+        ({"MLFLOW_PEOPLE_DIR": ""}, "MLFLOW_DVC_S3_REMOTE needs MLFLOW_PEOPLE_DIR"),
+        ({"MLFLOW_AUTH_ENABLED": "false"}, "MLFLOW_DVC_S3_REMOTE needs MLFLOW_PEOPLE_DIR"),
+    ],
+)
+def test_bad_dvc_remote_settings_name_the_variable(ep, dvc_s3_env, env, change, message) -> None:
+    dvc_s3_env.update(change)
+    if "sftp" in change.get("MLFLOW_ARTIFACTS_DESTINATION", ""):
+        dvc_s3_env.update({k: env[k] for k in env if k.startswith("MLFLOW_SFTP_")})
+    with pytest.raises(ep.ConfigError, match=re.escape(message)):
+        ep.load_settings(dvc_s3_env)
+
+
 def test_a_certificate_and_key_make_uvicorn_serve_https_from_their_paths(
     ep, env, tmp_path: Path
 ) -> None:

@@ -33,6 +33,9 @@ from pathlib import Path
 WORKSPACE = "default"
 ROLE_PREFIX = "mlops-kit-"
 PERSON_ROLES = ("reader", "editor", "admin")
+# A person's access to the DVC remote (people.yml `dvc`); on an S3 remote, the bucket policy
+# the server converges (dvc_s3.py).
+DVC_LEVELS = ("read", "write", "none")
 METRICS_ROLE = "metrics"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -99,13 +102,15 @@ class Account:
     name: str
     role: str
     password: str
+    dvc: str = "none"
 
     def __repr__(self) -> str:  # never print a password
-        return f"Account({self.name!r}, {self.role!r})"
+        return f"Account({self.name!r}, {self.role!r}, dvc={self.dvc!r})"
 
 
 def read_people(directory: Path, admin_username: str, metrics_username: str) -> list[Account]:
-    """people.json ([{"name", "role"}]) and one <name>.password file per person."""
+    """people.json ([{"name", "role", "dvc"}], dvc optional: none) and one <name>.password
+    file per person."""
     try:
         entries = json.loads((directory / "people.json").read_text())
     except (OSError, ValueError) as exc:
@@ -126,6 +131,9 @@ def read_people(directory: Path, admin_username: str, metrics_username: str) -> 
             raise PeopleError(f"person {name!r} is listed twice")
         if role not in PERSON_ROLES:
             raise PeopleError(f"person {name!r}: role {role!r} must be one of {PERSON_ROLES}")
+        dvc = str(entry.get("dvc", "none"))
+        if dvc not in DVC_LEVELS:
+            raise PeopleError(f"person {name!r}: dvc {dvc!r} must be one of {DVC_LEVELS}")
         try:
             password = (directory / f"{name}.password").read_text().rstrip("\r\n")
         except OSError:
@@ -133,5 +141,5 @@ def read_people(directory: Path, admin_username: str, metrics_username: str) -> 
         if len(password) < 12:
             raise PeopleError(f"person {name!r}: the password must be at least 12 characters")
         seen.add(name)
-        accounts.append(Account(name, role, password))
+        accounts.append(Account(name, role, password, dvc))
     return accounts

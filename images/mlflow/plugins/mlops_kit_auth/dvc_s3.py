@@ -1,7 +1,9 @@
 """Who may do what on the DVC remote of an S3-compatible store: a bucket policy from the people.
 
-Each person has their own S3 user on the store (issued by its admin). Their `dvc` level in
-people.yml becomes the policy of the bucket that holds the remote, the same levels as on SFTP:
+Each person has their own S3 user on the store, named as in people.yml (issued by the store's
+admin; the kit never holds the people's S3 keys). Their `dvc` level becomes the policy of the
+bucket that holds the remote, which the server (MLFLOW_DVC_S3_REMOTE) converges at start with
+its own keys, as it converges the MLflow accounts. The same levels as on SFTP:
 `read` may list and download, `write` may also upload and delete (under the remote's prefix
 only), `none` gets nothing.
 
@@ -13,11 +15,11 @@ The people reach MLflow's artifacts through MLflow only, in a bucket the server'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .people import DVC_LEVELS
-from .shell import CommandError
+from .roles import DVC_LEVELS, Account, PeopleError
 
 POLICY_VERSION = "2012-10-17"
 READ_OBJECT_ACTIONS = ("s3:GetObject",)
@@ -41,13 +43,13 @@ def dvc_bucket_policy(bucket: str, prefix: str, levels: Mapping[str, str]) -> di
     (everyone `none`): delete the bucket's policy instead, S3 refuses an empty one."""
     prefix = prefix.strip("/")
     if not bucket or not prefix:
-        raise CommandError(
+        raise PeopleError(
             f"the DVC remote needs a bucket and a prefix (got {bucket!r} and {prefix!r}): the "
             "people may write under the prefix only"
         )
     for principal, level in levels.items():
         if level not in DVC_LEVELS:
-            raise CommandError(
+            raise PeopleError(
                 f"dvc level {level!r} of {principal} must be one of {', '.join(DVC_LEVELS)}"
             )
     readers = sorted(p for p, level in levels.items() if level in ("read", "write"))
@@ -90,3 +92,24 @@ def dvc_bucket_policy(bucket: str, prefix: str, levels: Mapping[str, str]) -> di
             },
         ]
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def people_bucket_policy(
+    bucket: str, prefix: str, people: Iterable[Account], account: str = ""
+) -> dict[str, Any]:
+    """The policy of the people's S3 users (user names as in people.yml, in ``account``: the
+    Ceph RGW tenant or AWS account; empty for RGW's default tenant)."""
+    return dvc_bucket_policy(
+        bucket, prefix, {user_arn(person.name, account): person.dvc for person in people}
+    )
+
+
+def converge_bucket_policy(client: Any, bucket: str, policy: Mapping[str, Any]) -> str:
+    """Make ``policy`` the bucket's (a boto3 S3 client of the bucket's owner). A policy
+    without statements removes the bucket's policy: S3 refuses an empty one, and no policy
+    leaves the bucket to its owner alone. Returns what it did, for the log."""
+    if policy["Statement"]:
+        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        return f"the policy of bucket {bucket} gives {len(policy['Statement'])} statement(s)"
+    client.delete_bucket_policy(Bucket=bucket)
+    return f"bucket {bucket} has no policy: nobody but its owner reaches the DVC remote"

@@ -3,9 +3,18 @@ tried against a real store in tests/images/test_dvc_s3.py)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
-from mlopskit.s3_access import dvc_bucket_policy, user_arn
-from mlopskit.shell import CommandError
+from mlops_kit_auth.dvc_s3 import (
+    converge_bucket_policy,
+    dvc_bucket_policy,
+    people_bucket_policy,
+    user_arn,
+)
+from mlops_kit_auth.roles import DVC_LEVELS, Account, PeopleError
+from mlopskit import people
 
 ALICE, BOB, CAROL = (user_arn(name) for name in ("alice", "bob", "carol"))
 
@@ -50,5 +59,39 @@ def test_rgw_user_principals() -> None:
     ],
 )
 def test_bad_input_names_the_problem(bucket: str, prefix: str, levels, message: str) -> None:
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(PeopleError, match=message):
         dvc_bucket_policy(bucket, prefix, levels)
+
+
+def test_the_tooling_and_the_image_know_the_same_dvc_levels() -> None:
+    assert people.DVC_LEVELS == DVC_LEVELS
+
+
+def test_people_become_principals_of_their_own_s3_users_in_the_tenant() -> None:
+    team = [Account("alice", "editor", "x" * 20, "write"), Account("bob", "reader", "x" * 20)]
+    policy = statements(people_bucket_policy("data", "dvc", team, account="lab"))
+    assert policy["DvcWrite"]["Principal"] == {"AWS": ["arn:aws:iam::lab:user/alice"]}
+    assert "arn:aws:iam::lab:user/bob" not in str(policy), "bob's dvc is none"
+
+
+class RecordingS3:
+    """Records the calls a boto3 S3 client would get (pure logic; RGW runs it for real)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def put_bucket_policy(self, **kwargs: Any) -> None:
+        self.calls.append(("put", kwargs))
+
+    def delete_bucket_policy(self, **kwargs: Any) -> None:
+        self.calls.append(("delete", kwargs))
+
+
+def test_converging_puts_the_policy_or_deletes_an_empty_one() -> None:
+    client = RecordingS3()
+    policy = dvc_bucket_policy("data", "dvc", {ALICE: "read"})
+    converge_bucket_policy(client, "data", policy)
+    converge_bucket_policy(client, "data", dvc_bucket_policy("data", "dvc", {ALICE: "none"}))
+    assert client.calls[0][0] == "put"
+    assert json.loads(client.calls[0][1]["Policy"]) == policy
+    assert client.calls[1] == ("delete", {"Bucket": "data"})
