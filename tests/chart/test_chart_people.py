@@ -124,7 +124,9 @@ def test_tests_accounts_off_removes_the_test_keys(helm: Path) -> None:
     spec = pod(rendered, "Deployment", "-sftp")
     assert "test-keys" not in {v["name"] for v in spec["volumes"]}
     people = decoded(rendered.get("Secret", "-mlflow-people"))
-    assert json.loads(people["people.json"]) == [{"name": "alice", "role": "editor"}]
+    assert json.loads(people["people.json"]) == [
+        {"name": "alice", "role": "editor", "dvc": "write"}
+    ]
     test_env = env_map(pod(rendered, "Pod", "-smoke-test")["containers"][0])
     assert "SMOKE_SFTP_WRITER_KEY_FILE" not in test_env
     assert "SMOKE_READER_USERNAME" not in test_env
@@ -139,10 +141,10 @@ def test_people_secret_holds_the_list_and_a_password_each(
     secret = matrix_renders["people"].get("Secret", "-mlflow-people")
     data = decoded(secret)
     assert json.loads(data["people.json"]) == [
-        {"name": "alice", "role": "editor"},
-        {"name": "bob", "role": "reader"},
-        {"name": "carol", "role": "admin"},
-        {"name": "dave", "role": "reader"},
+        {"name": "alice", "role": "editor", "dvc": "write"},
+        {"name": "bob", "role": "reader", "dvc": "read"},
+        {"name": "carol", "role": "admin", "dvc": "none"},
+        {"name": "dave", "role": "reader", "dvc": "none"},  # no dvc: none
         {"name": "helm-test-reader", "role": "reader"},
     ]
     # dave's password comes from his own Secret.

@@ -46,6 +46,7 @@ from tests.cluster.cluster_support import (
 from tests.cluster.load import MetricLoad, Prober
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
 from tests.support.docker import Sandbox
+from tests.support.dvc import run_dvc, use_s3_remote, write_s3_credentials
 from tests.support.hostile import OTHER_USERS, assert_unreadable
 from tests.support.s3store import bridge_gateway, start_s3store
 from tests.support.tls import assert_https_only, new_ca
@@ -510,13 +511,42 @@ def apply_manifest(manifest: dict) -> None:
     assert applied.returncode == 0, applied.stderr
 
 
+def dvc_through_the_s3_remote(other: Env, keys: dict[str, tuple[str, str]], where: Path) -> None:
+    """alice (dvc write) pushes with the stock dvc and her own S3 keys, as her connection.env
+    says; bob (read) pulls the same bytes and cannot push: the policy MLflow set holds."""
+    alice, bob = other.connection("alice"), other.connection("bob")
+    assert alice["DVC_REMOTE_URL"] == "s3://cluster-data/dvc"
+    pushed = where / "alice"
+    pushed.mkdir(parents=True)
+    for step in (("git", "init", "-q"), ("dvc", "init", "-q")):
+        assert run_dvc(*step, cwd=pushed).returncode == 0
+    credentials = write_s3_credentials(where / "alice-keys", *keys["alice"])
+    use_s3_remote(pushed, credentials, alice["DVC_REMOTE_URL"], alice["DVC_S3_ENDPOINT_URL"])
+    (pushed / "data.bin").write_bytes(os.urandom(64 * 1024))
+    assert run_dvc("dvc", "add", "data.bin", cwd=pushed).returncode == 0
+    result = run_dvc("dvc", "push", cwd=pushed)
+    assert result.returncode == 0, result.stderr
+    clone = where / "bob"
+    shutil.copytree(pushed, clone, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    (clone / "data.bin").unlink()
+    use_s3_remote(clone, write_s3_credentials(where / "bob-keys", *keys["bob"]))
+    assert bob["DVC_REMOTE_URL"] == alice["DVC_REMOTE_URL"]
+    result = run_dvc("dvc", "pull", cwd=clone)
+    assert result.returncode == 0, result.stderr
+    assert (clone / "data.bin").read_bytes() == (pushed / "data.bin").read_bytes()
+    (clone / "forged.bin").write_bytes(b"forged")
+    assert run_dvc("dvc", "add", "forged.bin", cwd=clone).returncode == 0
+    assert run_dvc("dvc", "push", cwd=clone).returncode != 0, "a reader pushed"
+
+
 def test_artifacts_on_an_s3_store_in_a_renamed_release(tmp_path: Path):
     """mlflow.artifacts.backend: s3 against a real Ceph RADOS Gateway outside the cluster (a
     Docker container on the host's bridge address, as a site's store elsewhere): a person's
     artifact lands in the bucket under the prefix and comes back through MLflow; the server's
-    keys come from an existing Secret and show in no pod spec. The release has a
-    fullnameOverride: the role takes resource names from the release, never from the chart's
-    naming rule (one release for both spares the suite a deploy)."""
+    keys come from an existing Secret and show in no pod spec; the people's DVC remote is a
+    bucket of its own on the same store (dvc.backend: s3), each person with their own S3 user.
+    The release has a fullnameOverride: the role takes resource names from the release, never
+    from the chart's naming rule (one release for all of it spares the suite deploys)."""
     other = Env(name="cluster-s3", namespace="mlops-s3", release="s3")
     sandbox = Sandbox("mlops-test-cluster-s3")
     settings = REPO_ROOT / "deploy" / ENV.name / "settings.yml"
@@ -527,6 +557,8 @@ def test_artifacts_on_an_s3_store_in_a_renamed_release(tmp_path: Path):
         access, secret = store.add_user("mlflow-server")
         bucket = store.client(access, secret)
         bucket.create_bucket(Bucket="cluster-artifacts")
+        bucket.create_bucket(Bucket="cluster-data")
+        people_keys = {name: store.add_user(name) for name in ("alice", "bob")}
         credentials = f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"
         other.kubectl("create", "namespace", other.namespace, check=False)
         apply_manifest({
@@ -542,7 +574,8 @@ def test_artifacts_on_an_s3_store_in_a_renamed_release(tmp_path: Path):
                     "s3": {"endpointUrl": store.url, "bucket": "cluster-artifacts",
                            "prefix": "team/mlflow", "existingSecret": "s3-keys"},
                 }
-            }
+            },
+            "dvc": {"backend": "s3", "s3": {"bucket": "cluster-data"}},
         }  # fmt: skip
         result = ansible_playbook(
             "deploy.yml", inventory, settings, other.name, *extra,
@@ -562,6 +595,7 @@ def test_artifacts_on_an_s3_store_in_a_renamed_release(tmp_path: Path):
         assert read_run(other.connection(), run_id, tmp_path / "read")[1] == sha256
         for pod in other.get("pods", "-l", "app.kubernetes.io/component=mlflow"):
             assert secret not in json.dumps(pod["spec"])
+        dvc_through_the_s3_remote(other, people_keys, tmp_path / "dvc")
     finally:
         purged = ansible_playbook(
             "destroy.yml", inventory, settings, other.name, *extra, "-e", "mlops_purge=true"

@@ -39,7 +39,7 @@ from tests.e2e.e2e_support import (
 )
 from tests.smoke.smoke_support import connect_sftp
 from tests.support.docker import Sandbox
-from tests.support.dvc import run_dvc
+from tests.support.dvc import run_dvc, use_s3_remote, write_s3_credentials
 from tests.support.s3store import S3Store, bridge_gateway, start_s3store
 from tests.support.tls import assert_https_only, new_ca
 
@@ -328,16 +328,10 @@ def dvc_on_s3(
 
 
 def dvc_project(where: Path, name: str, keys: tuple[str, str]) -> tuple[Path, dict[str, str]]:
-    """A person's working copy set up as the README says: the remote's URL and endpoint in
-    git, their own keys in a 0600 credentials file that only .dvc/config.local names."""
-    env = connection(name)
-    credentials = where / f"{name}-s3-credentials"
-    credentials.write_text(
-        f"[default]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n"
-    )
-    credentials.chmod(0o600)
-    project = where / name
-    return project, {**env, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+    """A person's working copy, and their shell: connection.env sourced, their own keys in a
+    0600 credentials file."""
+    credentials = write_s3_credentials(where / f"{name}-s3-credentials", *keys)
+    return where / name, {**connection(name), "S3_CREDENTIALS": str(credentials)}
 
 
 def dvc(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -345,16 +339,10 @@ def dvc(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 
 def configure(project: Path, env: dict[str, str], *, add: bool) -> None:
-    steps = [("dvc", "remote", "modify", "--local", "store", "credentialpath",
-              env["AWS_SHARED_CREDENTIALS_FILE"])]  # fmt: skip
-    if add:
-        steps[:0] = [
-            ("dvc", "remote", "add", "-d", "store", env["DVC_REMOTE_URL"]),
-            ("dvc", "remote", "modify", "store", "endpointurl", env["DVC_S3_ENDPOINT_URL"]),
-        ]
-    for step in steps:
-        result = dvc(project, env, *step)
-        assert result.returncode == 0, result.stderr
+    """As docs/docker.md says: the remote's URL and endpoint in git (when ``add``), the
+    person's keys in .dvc/config.local."""
+    remote = (env["DVC_REMOTE_URL"], env["DVC_S3_ENDPOINT_URL"]) if add else ("", "")
+    use_s3_remote(project, Path(env["S3_CREDENTIALS"]), *remote, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from mlops_kit_auth.dvc_s3 import dvc_bucket_policy, user_arn
 
 from tests.support.docker import Sandbox
-from tests.support.dvc import run_dvc
+from tests.support.dvc import run_dvc, use_s3_remote, write_s3_credentials
 from tests.support.s3store import S3Store, start_s3store
 
 pytestmark = pytest.mark.docker
@@ -49,16 +49,9 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def use_keys(project: Path, store: S3Store, access: str, secret: str) -> None:
-    """The person's own keys as an AWS credentials file (0600, outside the project), named in
-    the project's git-ignored config.local: never a command-line argument, which every user of
-    the machine can read (and which a secret starting with "-" would also break)."""
-    keys = project.parent / f"{project.name}-aws-credentials"
-    keys.write_text(f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n")
-    keys.chmod(0o600)
-    result = run(
-        project, "dvc", "remote", "modify", "--local", "store", "credentialpath", str(keys)
-    )
-    assert result.returncode == 0, result.stderr
+    """The person's own keys, outside the project, named in its git-ignored config.local."""
+    keys = write_s3_credentials(project.parent / f"{project.name}-aws-credentials", access, secret)
+    use_s3_remote(project, keys)
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +62,10 @@ def pushed(
     gets."""
     project = tmp_path_factory.mktemp("alice") / "project"
     project.mkdir()
-    for args in (
-        ("git", "init", "-q"),
-        ("dvc", "init", "-q"),
-        ("dvc", "remote", "add", "-d", "store", f"s3://{BUCKET}/{PREFIX}"),
-        ("dvc", "remote", "modify", "store", "endpointurl", store.url),
-    ):
+    for args in (("git", "init", "-q"), ("dvc", "init", "-q")):
         assert run(project, *args).returncode == 0
-    use_keys(project, store, *keys["alice"])
+    credentials = write_s3_credentials(project.parent / "alice-credentials", *keys["alice"])
+    use_s3_remote(project, credentials, f"s3://{BUCKET}/{PREFIX}", store.url)
     (project / "data.csv").write_text("x,y\n1,2\n" * 1000)
     assert run(project, "dvc", "add", "data.csv").returncode == 0
     result = run(project, "dvc", "push")

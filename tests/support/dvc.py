@@ -28,3 +28,34 @@ def run_dvc(
         list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
         check=False,
     )  # fmt: skip
+
+
+def write_s3_credentials(path: Path, access: str, secret: str) -> Path:
+    """A person's own S3 keys as an AWS credentials file (0600), which the remote's
+    `credentialpath` names: never a `dvc` argument, which every user of the machine can read
+    (and which a secret starting with "-" would break)."""
+    path.write_text(f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n")
+    path.chmod(0o600)
+    return path
+
+
+def use_s3_remote(
+    project: Path,
+    credentials: Path,
+    url: str = "",
+    endpoint: str = "",
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Point ``project`` at an S3 remote as the docs say: with ``url``, the remote `store`
+    (and its ``endpoint``) in git; always the person's ``credentials`` in the git-ignored
+    .dvc/config.local."""
+    steps: list[tuple[str, ...]] = []
+    local = ("dvc", "remote", "modify", "--local", "store")
+    if url:
+        steps.append(("dvc", "remote", "add", "-d", "store", url))
+    if endpoint:
+        steps.append(("dvc", "remote", "modify", "store", "endpointurl", endpoint))
+    steps.append((*local, "credentialpath", str(credentials)))
+    for step in steps:
+        result = run_dvc(*step, cwd=project, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr

@@ -307,17 +307,39 @@ seccompProfile:
 {{- if has .name $reserved -}}
 {{- fail (printf "people: the name %q is reserved for the platform's own accounts (%s); choose another name" .name (join ", " $reserved)) -}}
 {{- end -}}
-{{- if and (ne (default "none" .dvc) "none") (not .publicKey) -}}
+{{- if and (ne (default "none" .dvc) "none") (not .publicKey) (eq $.Values.dvc.backend "sftp") -}}
 {{- fail (printf "people: %s has dvc %s but no publicKey: add their OpenSSH public key (make deploy generates one) or set dvc: none" .name .dvc) -}}
 {{- end -}}
 {{- end -}}
+{{- include "mlops-kit.dvc.validate" . -}}
+{{- end -}}
+
+{{/* dvc.backend s3: the remote in a bucket of its own on the artifacts' store, whose policy
+     MLflow sets from the people list (so auth must be on). */}}
+{{- define "mlops-kit.dvc.validate" -}}
+{{- if eq .Values.dvc.backend "s3" -}}
+{{- if ne .Values.mlflow.artifacts.backend "s3" -}}
+{{- fail (printf "dvc.backend=s3 puts the DVC remote on the artifacts' store, but mlflow.artifacts.backend=%s; set mlflow.artifacts.backend: s3 (and mlflow.artifacts.s3.*)" .Values.mlflow.artifacts.backend) -}}
+{{- end -}}
+{{- if eq .Values.dvc.s3.bucket .Values.mlflow.artifacts.s3.bucket -}}
+{{- fail (printf "dvc.s3.bucket=%s holds MLflow's artifacts: the people may list the remote's bucket, so give the remote a bucket of its own" .Values.dvc.s3.bucket) -}}
+{{- end -}}
+{{- if not .Values.mlflow.auth.enabled -}}
+{{- fail "dvc.backend=s3 takes the people's levels from MLflow's people list, which needs mlflow.auth.enabled: true" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The DVC remote on S3 (dvc.backend s3), s3://bucket/prefix. */}}
+{{- define "mlops-kit.dvc.s3Remote" -}}
+{{- printf "s3://%s/%s" .Values.dvc.s3.bucket (trimAll "/" .Values.dvc.s3.prefix) -}}
 {{- end -}}
 
 {{/* people.json for MLFLOW_PEOPLE_DIR: the people (and the test reader), name and role. */}}
 {{- define "mlops-kit.people.json" -}}
 {{- $accounts := list -}}
 {{- range .Values.people -}}
-{{- $accounts = append $accounts (dict "name" .name "role" .mlflow) -}}
+{{- $accounts = append $accounts (dict "name" .name "role" .mlflow "dvc" (default "none" .dvc)) -}}
 {{- end -}}
 {{- if include "mlops-kit.tests.accounts" . -}}
 {{- $accounts = append $accounts (dict "name" (include "mlops-kit.tests.readerName" .) "role" "reader") -}}
@@ -351,7 +373,7 @@ seccompProfile:
 {{- range .Values.people -}}
 {{- $lines := list -}}
 {{- $dvc := default "none" .dvc -}}
-{{- if and (ne $dvc "none") .publicKey -}}
+{{- if and (ne $dvc "none") .publicKey (eq $.Values.dvc.backend "sftp") -}}
 {{- $lines = append $lines (printf "dvc %s %s" (ternary "rw" "ro" (eq $dvc "write")) (trim .publicKey)) -}}
 {{- end -}}
 {{- if and $direct .publicKey -}}
@@ -546,6 +568,12 @@ autoscaling/v2beta2
   value: {{ $s3.addressingStyle | quote }}
 - name: MLFLOW_PRESIGNED_ARTIFACT_URLS
   value: {{ $s3.presignedUrls | quote }}
+{{- if eq .Values.dvc.backend "s3" }}
+- name: MLFLOW_DVC_S3_REMOTE
+  value: {{ include "mlops-kit.dvc.s3Remote" . | quote }}
+- name: MLFLOW_DVC_S3_ACCOUNT
+  value: {{ .Values.dvc.s3.account | quote }}
+{{- end }}
 {{- else if .Values.mlflow.serveArtifacts }}
 - name: MLFLOW_ARTIFACTS_DESTINATION
   value: {{ include "mlops-kit.sftp.artifactsUri" . | quote }}
