@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from chartlib import Rendered, RenderError, env_map, helm_template, merged, render_notes
 from conftest import PEOPLE
 
@@ -111,3 +113,15 @@ def test_values_that_cannot_work_stop_the_render(
 ) -> None:
     with pytest.raises(RenderError, match=message.replace(".", r"\.")):
         helm_template(helm, merged(VALUES, change))
+
+
+def test_the_documented_example_renders_as_described(helm: Path) -> None:
+    """docs/kubernetes.md, "The DVC remote on S3": its values block, rendered."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    section = text.split("### The DVC remote on S3", 1)[1]
+    match = re.search(r"^```yaml\n(.*?)^```$", section, re.S | re.M)
+    assert match, "docs/kubernetes.md: the DVC-on-S3 section has no yaml block"
+    values = {key: value for key, value in VALUES.items() if key != "dvc"}
+    env = server_env(helm_template(helm, merged(values, yaml.safe_load(match[1]))))
+    assert env["MLFLOW_DVC_S3_REMOTE"] == "s3://team-data/dvc"
+    assert env["MLFLOW_DVC_S3_ACCOUNT"] == ""

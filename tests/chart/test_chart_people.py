@@ -175,11 +175,12 @@ def test_people_passwords_are_looked_up_before_generating() -> None:
 
 def test_mlflow_mounts_the_people_dir_read_only(matrix_renders: dict[str, Rendered]) -> None:
     spec = pod(matrix_renders["people"], "Deployment", "-mlflow")
-    for container in (spec["containers"][0], spec["initContainers"][-1]):
-        env = env_map(container)
-        assert env["MLFLOW_PEOPLE_DIR"] == "/etc/mlflow/people"
-        people = mount(container, "/etc/mlflow/people")
-        assert people["readOnly"] is True
+    server, wait = spec["containers"][0], spec["initContainers"][-1]
+    assert env_map(server)["MLFLOW_PEOPLE_DIR"] == "/etc/mlflow/people"
+    assert mount(server, "/etc/mlflow/people")["readOnly"] is True
+    # The schema gate reads the databases alone: no one's password.
+    assert "MLFLOW_PEOPLE_DIR" not in env_map(wait)
+    assert "/etc/mlflow/people" not in {m["mountPath"] for m in wait["volumeMounts"]}
     sources = volume(spec, "people")["projected"]["sources"]
     assert sources[0] == {"secret": {"name": "smoke-mlops-kit-mlflow-people"}}
     assert sources[1:] == [

@@ -8,6 +8,11 @@ Clients talk to the published 127.0.0.1 ports (or the port-forwards) only; conta
 checks go through `stack` (tests/smoke/stack.py): pytest-testinfra's docker backend on target
 docker, its kubectl backend on kubernetes and openshift. What the suite creates is listed in
 build/<env>/smoke-manifest.json, so that the restart check of `make test` can find it again.
+
+With the DVC remote on S3 (`DVC_REMOTE_URL=s3://…` in connection.env) the person's data goes
+with their own S3 keys, which the kit never holds: MLOPS_SMOKE_S3_CREDENTIALS names their AWS
+credentials file. Their SFTP key then reaches nothing, so the checks that log in with it
+(marker `sftp_login`) give way to the S3 remote's (marker `s3_remote`): deselected, not skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -54,8 +60,7 @@ def settings(env_name: str) -> dict:
     return yaml.safe_load((env.deploy_dir / "settings.yml").read_text()) or {}
 
 
-@pytest.fixture(scope="session")
-def person(env_name: str) -> str:
+def pick_person(env_name: str) -> str:
     """Who the suite works as: a person who may log runs, register models and push data."""
     env = check_environment(env_name)
     if chosen := os.environ.get("MLOPS_SMOKE_USER", ""):
@@ -68,6 +73,74 @@ def person(env_name: str) -> str:
     pytest.fail(
         f"deploy/{env_name}/people.yml lists no editor with DVC write access and a generated "
         f"key: add one (`make add-user ENV={env_name} NAME=smoke`) or set MLOPS_SMOKE_USER"
+    )
+
+
+@pytest.fixture(scope="session")
+def person(env_name: str) -> str:
+    return pick_person(env_name)
+
+
+REMOTE_MARKERS = {"sftp": "sftp_login", "s3": "s3_remote"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sftp_login: logs in to SFTP with the person's key (the DVC remote on SFTP)"
+    )
+    config.addinivalue_line("markers", "s3_remote: the person's DVC remote on S3")
+
+
+def remote_kind(env_name: str) -> str:
+    """s3 or sftp: where the person's connection.env points DVC."""
+    url = read_connection(check_environment(env_name), pick_person(env_name))["DVC_REMOTE_URL"]
+    return "s3" if url.startswith("s3://") else "sftp"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The checks of the other kind of remote do not apply here: deselected, not skipped."""
+    env_name = os.environ.get("MLOPS_ENV", "")
+    if not env_name:
+        return  # the env_name fixture fails every test with the fix
+    try:
+        kind = remote_kind(env_name)
+    except (Exception, pytest.fail.Exception):
+        return  # no such environment or person: the session fixtures fail with the fix
+    other = {marker for name, marker in REMOTE_MARKERS.items() if name != kind}
+    deselected = [item for item in items if other & {m.name for m in item.iter_markers()}]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
+@pytest.fixture(scope="session")
+def s3_credentials(connection: dict[str, str], person: str) -> Path:
+    """The person's own S3 keys (an AWS credentials file) for a DVC remote on S3."""
+    path = Path(os.environ.get("MLOPS_SMOKE_S3_CREDENTIALS", ""))
+    if not os.environ.get("MLOPS_SMOKE_S3_CREDENTIALS") or not path.is_file():
+        pytest.fail(
+            f"the DVC remote is on S3 ({connection['DVC_REMOTE_URL']}), reached with {person}'s "
+            "own S3 keys, which the kit does not hold: set MLOPS_SMOKE_S3_CREDENTIALS to "
+            f"{person}'s AWS credentials file ([default] aws_access_key_id, aws_secret_access_key)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def person_s3(connection: dict[str, str], s3_credentials: Path) -> Any:
+    """A boto3 S3 client with the person's own keys, at the endpoint their dvc uses."""
+    import configparser
+
+    import boto3
+
+    keys = configparser.ConfigParser()
+    keys.read(s3_credentials)
+    return boto3.client(
+        "s3",
+        endpoint_url=connection.get("DVC_S3_ENDPOINT_URL") or None,
+        aws_access_key_id=keys["default"]["aws_access_key_id"],
+        aws_secret_access_key=keys["default"]["aws_secret_access_key"],
+        verify=connection.get("DVC_S3_CA_FILE") or None,
     )
 
 

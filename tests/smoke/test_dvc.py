@@ -1,5 +1,6 @@
-"""DVC and git the way the team works: data in a DVC remote on SFTP, code and .dvc files in
-git, MLflow runs that record the git commit, and a fresh clone that restores a run's data."""
+"""DVC and git the way the team works: data in the DVC remote (on SFTP, or on S3 with the
+person's own keys), code and .dvc files in git, MLflow runs that record the git commit, and a
+fresh clone that restores a run's data."""
 
 from __future__ import annotations
 
@@ -61,20 +62,27 @@ def shell(client_env, tmp_path_factory):
     return run
 
 
-def configure_remote(shell, repo: Path, *, add: bool) -> None:
-    """What the README tells users: the URL in git, the key only in .dvc/config.local."""
+@pytest.fixture(scope="module")
+def remote_secrets(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
+    """What goes into .dvc/config.local only: the SFTP key, or the person's own S3 keys (and
+    the store's CA)."""
+    if not os.environ["DVC_REMOTE_URL"].startswith("s3://"):
+        return [("keyfile", os.environ["SFTP_PRIVATE_KEY"])]
+    local = [("credentialpath", str(request.getfixturevalue("s3_credentials")))]
+    if ca := os.environ.get("DVC_S3_CA_FILE"):
+        local.append(("ssl_verify", ca))
+    return local
+
+
+def configure_remote(shell, repo: Path, remote_secrets, *, add: bool) -> None:
+    """What the README tells users: the URL (and an S3 endpoint) in git, the keys only in
+    .dvc/config.local."""
     if add:
         shell("dvc", "remote", "add", "-d", REMOTE, os.environ["DVC_REMOTE_URL"], cwd=repo)
-    shell(
-        "dvc",
-        "remote",
-        "modify",
-        "--local",
-        REMOTE,
-        "keyfile",
-        os.environ["SFTP_PRIVATE_KEY"],
-        cwd=repo,
-    )
+        if endpoint := os.environ.get("DVC_S3_ENDPOINT_URL"):
+            shell("dvc", "remote", "modify", REMOTE, "endpointurl", endpoint, cwd=repo)
+    for option, value in remote_secrets:
+        shell("dvc", "remote", "modify", "--local", REMOTE, option, value, cwd=repo)
 
 
 def write_dataset(root: Path, version: int) -> None:
@@ -106,12 +114,12 @@ TRAIN_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def project(shell, tmp_path_factory, run_id_tag, manifest, client_env):
+def project(shell, tmp_path_factory, run_id_tag, manifest, client_env, remote_secrets):
     """A git + DVC project with two data versions, each pushed and trained on."""
     repo = tmp_path_factory.mktemp("project")
     shell("git", "init", "-q", "-b", "main", cwd=repo)
     shell("dvc", "init", "-q", cwd=repo)
-    configure_remote(shell, repo, add=True)
+    configure_remote(shell, repo, remote_secrets, add=True)
     (repo / "train.py").write_text(TRAIN_SCRIPT)
     experiment = f"smoke-dvc-{run_id_tag}"
     versions = []
@@ -139,11 +147,11 @@ def project(shell, tmp_path_factory, run_id_tag, manifest, client_env):
     return {"repo": repo, "versions": versions, "cache_files": cache_files}
 
 
-def test_dataset_of_many_files_round_trips(shell, project, tmp_path):
+def test_dataset_of_many_files_round_trips(shell, project, tmp_path, remote_secrets):
     assert len(project["versions"][-1]["digest"]) > DATASET_FILES
     clone = tmp_path / "clone"
     shell("git", "clone", "-q", str(project["repo"]), str(clone), cwd=tmp_path)
-    configure_remote(shell, clone, add=False)
+    configure_remote(shell, clone, remote_secrets, add=False)
     shell("dvc", "pull", "-q", cwd=clone)
     assert tree_digest(clone / "data") == project["versions"][-1]["digest"]
 
@@ -156,7 +164,7 @@ def test_run_records_its_git_commit(project):
         assert tags.get("mlflow.source.git.commit") == version["commit"]
 
 
-def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path):
+def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path, remote_secrets):
     import mlflow
 
     first = project["versions"][0]
@@ -165,7 +173,7 @@ def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path):
     clone = tmp_path / "reproduce"
     shell("git", "clone", "-q", str(project["repo"]), str(clone), cwd=tmp_path)
     shell("git", "checkout", "-q", commit, cwd=clone)
-    configure_remote(shell, clone, add=False)
+    configure_remote(shell, clone, remote_secrets, add=False)
     shell("dvc", "pull", "-q", cwd=clone)
     assert tree_digest(clone / "data") == first["digest"]
     logged = mlflow.get_run(first["run_id"]).data.params["data_sha256"]
@@ -173,6 +181,7 @@ def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path):
     assert hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest() == logged
 
 
+@pytest.mark.sftp_login
 def test_dvc_objects_are_on_sftp(client_env, project):
     """The remote holds every object of the local cache (checked over SFTP, not via DVC)."""
     client = connect_sftp(client_env)
@@ -184,3 +193,15 @@ def test_dvc_objects_are_on_sftp(client_env, project):
             assert sftp.stat(f"/data/dvc/{relative}").st_size == local.stat().st_size, relative
     finally:
         client.close()
+
+
+@pytest.mark.s3_remote
+def test_dvc_objects_are_in_the_bucket(client_env, project, person_s3):
+    """The remote holds every object of the local cache under its prefix (checked with the
+    person's own keys, not via DVC)."""
+    bucket, _, prefix = client_env["DVC_REMOTE_URL"].removeprefix("s3://").partition("/")
+    repo = project["repo"]
+    for relative in project["cache_files"]:
+        local = repo / ".dvc" / "cache" / relative
+        head = person_s3.head_object(Bucket=bucket, Key=f"{prefix.strip('/')}/{relative}")
+        assert head["ContentLength"] == local.stat().st_size, relative

@@ -1,5 +1,7 @@
 """A data scientist's own key and login, used the way a hostile key holder would.
 
+With the DVC remote on S3, their own S3 keys must reach the remote's prefix and nothing else,
+and their SFTP key nothing at all (marker s3_remote; the SFTP checks are deselected).
 With the key of build/<env>/people/<name>/ a session must reach the DVC area and nothing else:
 no host key, no sshd configuration, no authorized_keys, no listing outside the area, no write
 outside it, and (artifacts proxied) nothing of MLflow's artifact area. With the person's MLflow
@@ -52,6 +54,7 @@ def artifacts_proxied(mlflow, tracked) -> bool:
     return mlflow.get_run(tracked["run_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
 
 
+@pytest.mark.sftp_login
 def test_the_person_reaches_the_dvc_area(session):
     name = "isolation-probe"
     session.putfo(io.BytesIO(b"probe"), f"{DVC_AREA}/{name}")
@@ -59,24 +62,28 @@ def test_the_person_reaches_the_dvc_area(session):
     session.remove(f"{DVC_AREA}/{name}")
 
 
+@pytest.mark.sftp_login
 @pytest.mark.parametrize("path", SECRET_FILES)
 def test_no_secret_file_can_be_read(session, path):
     with pytest.raises((PermissionError, FileNotFoundError)):
         session.open(path).read()
 
 
+@pytest.mark.sftp_login
 @pytest.mark.parametrize("directory", ["/", "/data", "/tmp/sftp", "/etc", "/etc/sftp"])
 def test_nothing_outside_the_area_can_be_listed(session, directory):
     with pytest.raises(PermissionError):
         session.listdir(directory)
 
 
+@pytest.mark.sftp_login
 @pytest.mark.parametrize("target", PROTECTED_TARGETS)
 def test_nothing_outside_the_area_can_be_written(session, target):
     with pytest.raises((PermissionError, FileNotFoundError)):
         session.putfo(io.BytesIO(b"ssh-ed25519 AAAA attacker\n"), target)
 
 
+@pytest.mark.sftp_login
 def test_mlflow_artifacts_are_out_of_reach_when_proxied(
     session, artifacts_proxied, tracked, artifacts_destination
 ):
@@ -100,6 +107,7 @@ def test_mlflow_artifacts_are_out_of_reach_when_proxied(
             attack()
 
 
+@pytest.mark.sftp_login
 def test_stock_sftp_client_cannot_fetch_host_keys(client_env, tmp_path: Path):
     if shutil.which("sftp") is None:
         pytest.fail("the OpenSSH client (sftp) is missing: apt-get install openssh-client")
@@ -144,3 +152,34 @@ def test_the_connection_file_holds_no_admin_secret(client_env, admin):
 def test_a_stranger_key_is_refused(client_env):
     with pytest.raises(paramiko.AuthenticationException):
         connect_sftp(client_env, paramiko.RSAKey.generate(2048))
+
+
+@pytest.mark.s3_remote
+def test_the_persons_sftp_key_reaches_nothing(client_env):
+    """Artifacts and data are on S3: the SFTP server lists no line for the person's key. (The
+    key is loaded as what it is: paramiko, given a file, would try it as DSS too.)"""
+    key = paramiko.PKey.from_path(client_env["SFTP_PRIVATE_KEY"])
+    with pytest.raises(paramiko.AuthenticationException):
+        connect_sftp(client_env, key)
+
+
+@pytest.mark.s3_remote
+def test_the_persons_s3_keys_reach_the_remote_and_nothing_else(
+    client_env, person_s3, artifacts_destination
+):
+    bucket, _, prefix = client_env["DVC_REMOTE_URL"].removeprefix("s3://").partition("/")
+    probe = f"{prefix.strip('/')}/isolation-probe"
+    person_s3.put_object(Bucket=bucket, Key=probe, Body=b"probe")
+    assert person_s3.get_object(Bucket=bucket, Key=probe)["Body"].read() == b"probe"
+    person_s3.delete_object(Bucket=bucket, Key=probe)
+    artifacts_bucket = artifacts_destination.removeprefix("s3://").partition("/")[0]
+    attacks = [
+        lambda: person_s3.list_objects_v2(Bucket=artifacts_bucket),
+        lambda: person_s3.put_object(Bucket=artifacts_bucket, Key="forged", Body=b"x"),
+        lambda: person_s3.put_object(Bucket=bucket, Key="outside-the-prefix", Body=b"x"),
+        lambda: person_s3.put_bucket_policy(Bucket=bucket, Policy='{"Statement": []}'),
+        lambda: person_s3.delete_bucket_policy(Bucket=bucket),
+    ]
+    for attack in attacks:
+        with pytest.raises(person_s3.exceptions.ClientError, match="AccessDenied"):
+            attack()

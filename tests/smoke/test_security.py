@@ -62,6 +62,7 @@ def test_unknown_sftp_key_is_rejected(client_env):
         connect_sftp(client_env, stranger)
 
 
+@pytest.mark.sftp_login
 def test_sftp_gives_no_shell(client_env):
     client = connect_sftp(client_env)
     try:
@@ -77,6 +78,7 @@ def test_sftp_gives_no_shell(client_env):
         client.close()
 
 
+@pytest.mark.sftp_login
 def test_sftp_refuses_port_forwarding(client_env):
     client = connect_sftp(client_env)
     try:
