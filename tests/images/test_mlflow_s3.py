@@ -7,6 +7,7 @@ no S3 keys; the server's keys come from a mounted credentials file and show nowh
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import uuid
@@ -327,3 +328,57 @@ def test_a_dvc_remote_bucket_the_server_does_not_own_stops_it_with_the_fix(
     mounts = [*mounts, f"{people}:/run/secrets/people:ro", f"{auth}:/run/secrets/auth:ro"]
     result = sandbox.run_to_exit(images.ref("mlflow"), env=env, mounts=mounts)
     assert_stops_at_the_check(result, message.replace("team-data", bucket))
+
+
+def test_nobody_with_dvc_access_leaves_the_remote_bucket_without_a_policy(
+    sandbox: Sandbox,
+    images: ImageSet,
+    postgres: Postgres,
+    s3: S3Store,
+    server_keys: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """Everyone's dvc level `none`: the server removes the bucket's policy (a bucket that has
+    none already included) and serves; only the owner reaches the bucket."""
+    bucket = f"team-data-{uuid.uuid4().hex[:8]}"
+    owner = s3.client(*server_keys)
+    owner.create_bucket(Bucket=bucket)
+    owner.put_bucket_policy(
+        Bucket=bucket, Policy=dvc_bucket_policy_json(bucket, {"arn:aws:iam:::user/left": "write"})
+    )
+    people = secret_dir(
+        tmp_path / "people",
+        {
+            "people.json": '[{"name": "alice", "role": "editor", "dvc": "none"}]',
+            "alice.password": new_secret(),
+        },
+    )
+    values = {"db": postgres.secrets["app"], "admin": new_secret(), "flask": new_secret()}
+    secrets = secret_dir(tmp_path / "secrets", values)
+    mounts = [
+        f"{secrets}:/run/secrets/mlflow:ro",
+        f"{credentials_file(tmp_path / 's3', *server_keys)}:/run/secrets/s3:ro",
+        f"{people}:/run/secrets/people:ro",
+    ]
+    env = {
+        **server_env("db"),
+        **s3_env(s3),
+        "MLFLOW_PEOPLE_DIR": "/run/secrets/people",
+        "MLFLOW_DVC_S3_REMOTE": f"s3://{bucket}/dvc",
+    }
+    for _ in range(2):  # the second start finds no policy to remove
+        container = sandbox.run(
+            f"mlflow-dvc-{uuid.uuid4().hex[:6]}", images.ref("mlflow"), env=env, mounts=mounts
+        )
+        container.wait_healthy()
+        logs = docker("logs", container.name, check=False)
+        assert f"bucket {bucket} has no policy" in logs.stdout + logs.stderr
+        with pytest.raises(owner.exceptions.ClientError, match="NoSuchBucketPolicy"):
+            owner.get_bucket_policy(Bucket=bucket)
+        docker("rm", "-f", container.name)
+
+
+def dvc_bucket_policy_json(bucket: str, levels: dict[str, str]) -> str:
+    from mlops_kit_auth.dvc_s3 import dvc_bucket_policy
+
+    return json.dumps(dvc_bucket_policy(bucket, "dvc", levels))

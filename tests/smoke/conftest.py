@@ -81,14 +81,8 @@ def person(env_name: str) -> str:
     return pick_person(env_name)
 
 
+# Markers (pyproject.toml) of the checks that apply to one kind of remote only.
 REMOTE_MARKERS = {"sftp": "sftp_login", "s3": "s3_remote"}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "sftp_login: logs in to SFTP with the person's key (the DVC remote on SFTP)"
-    )
-    config.addinivalue_line("markers", "s3_remote: the person's DVC remote on S3")
 
 
 def remote_kind(env_name: str) -> str:

@@ -62,26 +62,32 @@ def shell(client_env, tmp_path_factory):
     return run
 
 
+def sftp_secrets() -> list[tuple[str, str]]:
+    return [("keyfile", os.environ["SFTP_PRIVATE_KEY"])]
+
+
 @pytest.fixture(scope="module")
 def remote_secrets(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
     """What goes into .dvc/config.local only: the SFTP key, or the person's own S3 keys (and
     the store's CA)."""
     if not os.environ["DVC_REMOTE_URL"].startswith("s3://"):
-        return [("keyfile", os.environ["SFTP_PRIVATE_KEY"])]
+        return sftp_secrets()
     local = [("credentialpath", str(request.getfixturevalue("s3_credentials")))]
     if ca := os.environ.get("DVC_S3_CA_FILE"):
         local.append(("ssl_verify", ca))
     return local
 
 
-def configure_remote(shell, repo: Path, remote_secrets, *, add: bool) -> None:
+def configure_remote(
+    shell, repo: Path, *, add: bool, secrets: list[tuple[str, str]] | None = None
+) -> None:
     """What the README tells users: the URL (and an S3 endpoint) in git, the keys only in
-    .dvc/config.local."""
+    .dvc/config.local (``secrets``; by default the SFTP key)."""
     if add:
         shell("dvc", "remote", "add", "-d", REMOTE, os.environ["DVC_REMOTE_URL"], cwd=repo)
         if endpoint := os.environ.get("DVC_S3_ENDPOINT_URL"):
             shell("dvc", "remote", "modify", REMOTE, "endpointurl", endpoint, cwd=repo)
-    for option, value in remote_secrets:
+    for option, value in secrets or sftp_secrets():
         shell("dvc", "remote", "modify", "--local", REMOTE, option, value, cwd=repo)
 
 
@@ -119,7 +125,7 @@ def project(shell, tmp_path_factory, run_id_tag, manifest, client_env, remote_se
     repo = tmp_path_factory.mktemp("project")
     shell("git", "init", "-q", "-b", "main", cwd=repo)
     shell("dvc", "init", "-q", cwd=repo)
-    configure_remote(shell, repo, remote_secrets, add=True)
+    configure_remote(shell, repo, add=True, secrets=remote_secrets)
     (repo / "train.py").write_text(TRAIN_SCRIPT)
     experiment = f"smoke-dvc-{run_id_tag}"
     versions = []
@@ -151,7 +157,7 @@ def test_dataset_of_many_files_round_trips(shell, project, tmp_path, remote_secr
     assert len(project["versions"][-1]["digest"]) > DATASET_FILES
     clone = tmp_path / "clone"
     shell("git", "clone", "-q", str(project["repo"]), str(clone), cwd=tmp_path)
-    configure_remote(shell, clone, remote_secrets, add=False)
+    configure_remote(shell, clone, add=False, secrets=remote_secrets)
     shell("dvc", "pull", "-q", cwd=clone)
     assert tree_digest(clone / "data") == project["versions"][-1]["digest"]
 
@@ -173,7 +179,7 @@ def test_checkout_of_a_runs_commit_restores_its_data(shell, project, tmp_path, r
     clone = tmp_path / "reproduce"
     shell("git", "clone", "-q", str(project["repo"]), str(clone), cwd=tmp_path)
     shell("git", "checkout", "-q", commit, cwd=clone)
-    configure_remote(shell, clone, remote_secrets, add=False)
+    configure_remote(shell, clone, add=False, secrets=remote_secrets)
     shell("dvc", "pull", "-q", cwd=clone)
     assert tree_digest(clone / "data") == first["digest"]
     logged = mlflow.get_run(first["run_id"]).data.params["data_sha256"]

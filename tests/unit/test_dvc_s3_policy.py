@@ -4,6 +4,7 @@ tried against a real store in tests/images/test_dvc_s3.py)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,17 +75,31 @@ def test_people_become_principals_of_their_own_s3_users_in_the_tenant() -> None:
     assert "arn:aws:iam::lab:user/bob" not in str(policy), "bob's dvc is none"
 
 
-class RecordingS3:
-    """Records the calls a boto3 S3 client would get (pure logic; RGW runs it for real)."""
+class ClientError(Exception):
+    """botocore's ClientError, as far as converge_bucket_policy reads it."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}}
+
+
+class RecordingS3:
+    """Records the calls a boto3 S3 client would get (pure logic; RGW runs it for real);
+    deleting a policy answers ``delete_error`` when given."""
+
+    exceptions = SimpleNamespace(ClientError=ClientError)
+
+    def __init__(self, delete_error: str = "") -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.delete_error = delete_error
 
     def put_bucket_policy(self, **kwargs: Any) -> None:
         self.calls.append(("put", kwargs))
 
     def delete_bucket_policy(self, **kwargs: Any) -> None:
         self.calls.append(("delete", kwargs))
+        if self.delete_error:
+            raise ClientError(self.delete_error)
 
 
 def test_converging_puts_the_policy_or_deletes_an_empty_one() -> None:
@@ -95,3 +110,10 @@ def test_converging_puts_the_policy_or_deletes_an_empty_one() -> None:
     assert client.calls[0][0] == "put"
     assert json.loads(client.calls[0][1]["Policy"]) == policy
     assert client.calls[1] == ("delete", {"Bucket": "data"})
+
+
+def test_a_bucket_without_a_policy_is_what_nobody_wants_and_other_errors_stop() -> None:
+    nobody = dvc_bucket_policy("data", "dvc", {ALICE: "none"})
+    converge_bucket_policy(RecordingS3(delete_error="NoSuchBucketPolicy"), "data", nobody)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        converge_bucket_policy(RecordingS3(delete_error="AccessDenied"), "data", nobody)

@@ -111,5 +111,10 @@ def converge_bucket_policy(client: Any, bucket: str, policy: Mapping[str, Any]) 
     if policy["Statement"]:
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         return f"the policy of bucket {bucket} gives {len(policy['Statement'])} statement(s)"
-    client.delete_bucket_policy(Bucket=bucket)
+    try:
+        client.delete_bucket_policy(Bucket=bucket)
+    except client.exceptions.ClientError as exc:
+        # Some stores answer a bucket that has no policy so; that is the state wanted.
+        if exc.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
+            raise
     return f"bucket {bucket} has no policy: nobody but its owner reaches the DVC remote"
