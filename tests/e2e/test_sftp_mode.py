@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,11 +78,14 @@ def deployed(tmp_path_factory) -> Iterator[Path]:
 
 def test_client_pieces_are_written(deployed):
     client = BUILD_DIR / "client"
-    pins = (client / "requirements.txt").read_text().split()
-    for pin in (f"mlflow=={image_set().mlflow_version}", "pysftp==0.2.9"):
-        assert pin in pins
-    assert any(p.startswith("paramiko==3.") for p in pins)
-    assert any(p.startswith("dvc-ssh==") for p in pins)
+    lines = (client / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if not line.startswith("#"))
+    # Exactly these, whole (`pip install -r` takes every line): no other package of the locks.
+    assert set(pins) == {"mlflow", "pysftp", "paramiko", "dvc", "dvc-ssh"}, lines
+    assert pins["mlflow"] == image_set().mlflow_version
+    assert pins["pysftp"] == "0.2.9"
+    assert pins["paramiko"].startswith("3."), "pysftp breaks with paramiko 4"
+    assert all(re.fullmatch(r"[0-9][0-9a-z.]*", version) for version in pins.values()), pins
     config = (BUILD_DIR / "people" / "alice" / "ssh_config").read_text()
     assert "Port 18822" in config
     assert str(BUILD_DIR / "people" / "alice" / "id_rsa") in config
