@@ -117,17 +117,26 @@ def test_the_role_accepts_the_forms_the_chart_accepts() -> None:
     """One set of names and forms on both targets: the role's patterns are the schema's."""
     role_vars = yaml.safe_load((REPO_ROOT / "ansible/roles/mlops_docker/vars/main.yml").read_text())
     schema = json.loads((REPO_ROOT / "charts/mlops-kit/values.schema.json").read_text())
-    s3 = schema["properties"]["mlflow"]["properties"]["artifacts"]["properties"]["s3"]
-    chart_patterns = {
-        "mlops_docker_artifacts_s3_endpoint_url": s3["properties"]["endpointUrl"]["pattern"],
-        "mlops_docker_artifacts_s3_bucket": s3["properties"]["bucket"]["pattern"],
-        "mlops_docker_artifacts_s3_prefix": s3["properties"]["prefix"]["pattern"],
+    forms = {"endpointUrl": "endpoint_url", "bucket": "bucket", "prefix": "prefix"}
+    s3_values = {
+        "artifacts": schema["properties"]["mlflow"]["properties"]["artifacts"]["properties"]["s3"],
+        "dvc": schema["properties"]["dvc"]["properties"]["s3"],
     }
+    # The chart's artifacts and DVC remote take each form from one definition.
+    for values in s3_values.values():
+        for key in forms:
+            definition = values["properties"][key]["$ref"].removeprefix("#/definitions/")
+            assert definition == f"s3{key[0].upper()}{key[1:]}", (key, definition)
     role_patterns = role_vars["mlops_docker_s3_patterns"]
-    assert set(role_patterns) == set(chart_patterns)
-    for key, pattern in chart_patterns.items():
+    assert set(role_patterns) == {f"mlops_docker_artifacts_s3_{name}" for name in forms.values()}
+    for key, name in forms.items():
+        pattern = schema["definitions"][f"s3{key[0].upper()}{key[1:]}"]["pattern"]
+        role = role_patterns[f"mlops_docker_artifacts_s3_{name}"]
         # The schema lets an empty bucket through (the sftp backend); the role checks it alone.
-        assert role_patterns[key] in (pattern, pattern.removeprefix("^$|")), key
+        assert role in (pattern, pattern.removeprefix("^$|")), key
+        # The role's DVC remote takes the artifacts' form, not a copy of it.
+        dvc = role_vars["mlops_docker_dvc_s3_patterns"][f"mlops_docker_dvc_s3_{name}"]
+        assert dvc == f"{{{{ mlops_docker_s3_patterns.mlops_docker_artifacts_s3_{name} }}}}", dvc
 
 
 DVC_S3 = {**S3, "mlops_docker_dvc_backend": "s3", "mlops_docker_dvc_s3_bucket": "team-data"}

@@ -321,6 +321,9 @@ seccompProfile:
 {{- if ne .Values.mlflow.artifacts.backend "s3" -}}
 {{- fail (printf "dvc.backend=s3 puts the DVC remote on the artifacts' store, but mlflow.artifacts.backend=%s; set mlflow.artifacts.backend: s3 (and mlflow.artifacts.s3.*)" .Values.mlflow.artifacts.backend) -}}
 {{- end -}}
+{{- if not (trimAll "/" .Values.dvc.s3.prefix) -}}
+{{- fail "dvc.s3.prefix is empty: the people may write under the prefix only, so give the remote one (e.g. dvc)" -}}
+{{- end -}}
 {{- if eq .Values.dvc.s3.bucket .Values.mlflow.artifacts.s3.bucket -}}
 {{- fail (printf "dvc.s3.bucket=%s holds MLflow's artifacts: the people may list the remote's bucket, so give the remote a bucket of its own" .Values.dvc.s3.bucket) -}}
 {{- end -}}
@@ -333,6 +336,11 @@ seccompProfile:
 {{/* The DVC remote on S3 (dvc.backend s3), s3://bucket/prefix. */}}
 {{- define "mlops-kit.dvc.s3Remote" -}}
 {{- printf "s3://%s/%s" .Values.dvc.s3.bucket (trimAll "/" .Values.dvc.s3.prefix) -}}
+{{- end -}}
+
+{{/* Where the people reach the store for their dvc: dvc.s3.endpointUrl, else MLflow's. */}}
+{{- define "mlops-kit.dvc.s3EndpointUrl" -}}
+{{- default .Values.mlflow.artifacts.s3.endpointUrl .Values.dvc.s3.endpointUrl -}}
 {{- end -}}
 
 {{/* people.json for MLFLOW_PEOPLE_DIR: the people (and the test reader), name and role. */}}
