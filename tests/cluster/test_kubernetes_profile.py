@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import paramiko
 import pytest
 import requests
 from mlopskit.backup import verify
@@ -45,8 +46,15 @@ from tests.cluster.cluster_support import (
 )
 from tests.cluster.load import MetricLoad, Prober
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
+from tests.smoke.smoke_support import connect_sftp
 from tests.support.docker import Sandbox
-from tests.support.dvc import run_dvc, use_s3_remote, write_s3_credentials
+from tests.support.dvc import (
+    clone_without_data,
+    init_project,
+    run_dvc,
+    use_s3_remote,
+    write_s3_credentials,
+)
 from tests.support.hostile import OTHER_USERS, assert_unreadable
 from tests.support.s3store import bridge_gateway, start_s3store
 from tests.support.tls import assert_https_only, new_ca
@@ -513,22 +521,23 @@ def apply_manifest(manifest: dict) -> None:
 
 def dvc_through_the_s3_remote(other: Env, keys: dict[str, tuple[str, str]], where: Path) -> None:
     """alice (dvc write) pushes with the stock dvc and her own S3 keys, as her connection.env
-    says; bob (read) pulls the same bytes and cannot push: the policy MLflow set holds."""
+    says; bob (read) pulls the same bytes and cannot push: the policy MLflow set holds. Their
+    SFTP keys, which reached the DVC area before, reach nothing now."""
     alice, bob = other.connection("alice"), other.connection("bob")
     assert alice["DVC_REMOTE_URL"] == "s3://cluster-data/dvc"
-    pushed = where / "alice"
-    pushed.mkdir(parents=True)
-    for step in (("git", "init", "-q"), ("dvc", "init", "-q")):
-        assert run_dvc(*step, cwd=pushed).returncode == 0
+    for person in (alice, bob):
+        # Loaded as what it is: paramiko, given a file, would try it as DSS too.
+        key = paramiko.PKey.from_path(person["SFTP_PRIVATE_KEY"])
+        with pytest.raises(paramiko.AuthenticationException):
+            connect_sftp(person, key).close()
+    pushed = init_project(where / "alice")
     credentials = write_s3_credentials(where / "alice-keys", *keys["alice"])
     use_s3_remote(pushed, credentials, alice["DVC_REMOTE_URL"], alice["DVC_S3_ENDPOINT_URL"])
     (pushed / "data.bin").write_bytes(os.urandom(64 * 1024))
     assert run_dvc("dvc", "add", "data.bin", cwd=pushed).returncode == 0
     result = run_dvc("dvc", "push", cwd=pushed)
     assert result.returncode == 0, result.stderr
-    clone = where / "bob"
-    shutil.copytree(pushed, clone, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    (clone / "data.bin").unlink()
+    clone = clone_without_data(pushed, where / "bob", "data.bin")
     use_s3_remote(clone, write_s3_credentials(where / "bob-keys", *keys["bob"]))
     assert bob["DVC_REMOTE_URL"] == alice["DVC_REMOTE_URL"]
     result = run_dvc("dvc", "pull", cwd=clone)

@@ -4,7 +4,6 @@ confined by the bucket policy that mlopskit.s3_access makes from their dvc level
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,13 @@ import pytest
 from mlops_kit_auth.dvc_s3 import dvc_bucket_policy, user_arn
 
 from tests.support.docker import Sandbox
-from tests.support.dvc import run_dvc, use_s3_remote, write_s3_credentials
+from tests.support.dvc import (
+    clone_without_data,
+    init_project,
+    run_dvc,
+    use_s3_remote,
+    write_s3_credentials,
+)
 from tests.support.s3store import S3Store, start_s3store
 
 pytestmark = pytest.mark.docker
@@ -60,10 +65,7 @@ def pushed(
 ) -> Path:
     """alice's project: data added and pushed with her keys; its git files are what a clone
     gets."""
-    project = tmp_path_factory.mktemp("alice") / "project"
-    project.mkdir()
-    for args in (("git", "init", "-q"), ("dvc", "init", "-q")):
-        assert run(project, *args).returncode == 0
+    project = init_project(tmp_path_factory.mktemp("alice") / "project")
     credentials = write_s3_credentials(project.parent / "alice-credentials", *keys["alice"])
     use_s3_remote(project, credentials, f"s3://{BUCKET}/{PREFIX}", store.url)
     (project / "data.csv").write_text("x,y\n1,2\n" * 1000)
@@ -74,10 +76,7 @@ def pushed(
 
 
 def clone(pushed: Path, where: Path) -> Path:
-    """What `git clone` gives: the project without DVC's cache, data or local config."""
-    shutil.copytree(pushed, where, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    (where / "data.csv").unlink()
-    return where
+    return clone_without_data(pushed, where, "data.csv")
 
 
 def test_a_reader_pulls_the_exact_data(

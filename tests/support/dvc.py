@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -59,3 +60,21 @@ def use_s3_remote(
     for step in steps:
         result = run_dvc(*step, cwd=project, env=env, timeout=120)
         assert result.returncode == 0, result.stderr
+
+
+def init_project(path: Path, env: Mapping[str, str] | None = None) -> Path:
+    """A new git + DVC project at ``path``."""
+    path.mkdir(parents=True)
+    for step in (("git", "init", "-q"), ("dvc", "init", "-q")):
+        result = run_dvc(*step, cwd=path, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+    return path
+
+
+def clone_without_data(project: Path, where: Path, *tracked: str) -> Path:
+    """What `git clone` of ``project`` gives at ``where``: no DVC cache, no local config
+    (keys), and none of the ``tracked`` data files."""
+    shutil.copytree(project, where, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    for name in tracked:
+        (where / name).unlink()
+    return where
