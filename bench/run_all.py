@@ -1,14 +1,21 @@
 """`make bench`: this stack beside stock MLflow and raw OpenSSH, side by side in one run.
 
-Usage: .venv/bin/python -m bench.run_all [ENV] [--person NAME] [--large] [--with-cache-off]
-       [--with-deploy] [--update-readme] [--seconds 10] [--clients 1,4,16] [--only AREA,…]
+Usage: .venv/bin/python -m bench.run_all [ENV] [--person NAME] [--update-readme]
+       [--seconds 10] [--clients 1,4,16] [--sizes 256,1024] [--skip AREA,…]
 
-ENV (default local) must be deployed. Areas: tracking (log_batch throughput and p50/p99 latency
-vs a stock `mlflow server` on SQLite started here), artifacts (a 256 MiB file through the stock
-MLflow client vs `sftp` put/get), dvc (`dvc push`/`pull` of 1,000 files of 100 KiB and one 256 MiB
-file vs `sftp put -r`/`get -r`), deploy (warm deploy wall time, --with-deploy). Prints a
-Markdown table, writes it to build/bench-results/<UTC date-time>.md with a PNG of throughput and p99
-against clients; --update-readme rewrites the README's generated block from it.
+ENV (default local) must be deployed. Areas, all run by default:
+- tracking: log_batch throughput and p50/p99 latency vs a stock `mlflow server` on SQLite started
+  here, and (Docker target) this stack redeployed with the auth cache off;
+- artifacts: files of each --sizes through the stock MLflow client vs `sftp` put/get;
+- dvc: `dvc push`/`pull` of 1,000 files of 100 KiB (with the client's and the SFTP server's CPU
+  time) and of one file of the largest size vs `sftp put -r`/`get -r`;
+- deploy (Docker target): cold, warm, and one changed setting (which containers it re-created);
+- memory (Docker target): the stack's containers, idle after the load;
+- kubernetes: the tracking figures on the throwaway cluster (deploy/cluster/) with 1 and 2 MLflow
+  replicas; starts the cluster (and stops it after) unless it runs.
+Prints a Markdown table with the goals of issue 14 met or short, writes it to
+build/bench-results/<UTC date-time>.md with a PNG of throughput and p99 against clients;
+--update-readme rewrites the README's generated block from it.
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ from mlopskit.environments import BUILD_ROOT, REPO_ROOT, check_environment, read
 from mlopskit.people import people_file, read_people
 from mlopskit.stack import load_stack
 
-from bench import artifacts, dvc_transfer, report, tracking
+from bench import artifacts, deploy, dvc_transfer, kubernetes, report, tracking
 from bench.docker_deploy import playbook
 from bench.report import Row, not_run
 
-AREAS = ("tracking", "artifacts", "dvc", "deploy")
+CACHE_OFF = "basic auth, auth cache off (TTL 0)"
+
+AREAS = ("tracking", "artifacts", "dvc", "deploy", "memory", "kubernetes")
+DOCKER_ONLY = ("deploy", "memory")
 # Not build/<env>/ (build/bench/ is the bench environment's): `make destroy ENV=bench PURGE=1`
 # must not take the results with it.
 OUTPUT_DIR = BUILD_ROOT / "bench-results"
@@ -53,95 +63,105 @@ def conditions(args, env_name: str, person: str, started: datetime.datetime) -> 
     import mlflow
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    flags = [f for f in ("large", "with_cache_off", "with_deploy") if getattr(args, f)]
     return [
         f"`make bench` of environment `{env_name}` as `{person}` (basic auth), "
         f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.machine()}, "
         f"MLflow {mlflow.__version__}, load average at start {load}.",
         f"Tracking: `log_batch` of {tracking.BATCH} metrics, each client in its own run, "
-        f"{args.seconds:g} s per point; ratio = this stack ÷ reference. Flags: "
-        f"{', '.join('--' + f.replace('_', '-') for f in flags) or 'none'}.",
+        f"{args.seconds:g} s per point; ratio = this stack ÷ reference; goals: issue 14. "
+        f"Areas skipped: {args.skip or 'none'}.",
     ]
 
 
-def tracking_area(args, env, connection, workdir: Path) -> tuple[list[Row], dict]:
+def tracking_area(args, env, docker: bool, connection, workdir: Path):
+    """Rows, the plot's series, and the stock server's points (the Kubernetes rows' reference)."""
     clients = [int(c) for c in args.clients.split(",")]
     print("tracking: this stack")
     stack_points = tracking.points(connection, clients, args.seconds)
     print("tracking: stock mlflow server")
     with tracking.stock_server(workdir / "stock-mlflow.log") as uri:
         stock_points = tracking.points({"MLFLOW_TRACKING_URI": uri}, clients, args.seconds)
-    cache_off = None
-    if args.with_cache_off:
+    cache_off = tracking.Series(CACHE_OFF, None, "not run (Docker target only)")
+    if docker:
         print("tracking: this stack redeployed with mlops_docker_auth_cache_ttl_seconds=0")
         try:
             playbook(env.deploy_dir, "deploy.yml", "-e", "mlops_docker_auth_cache_ttl_seconds=0",
                      env_name=env.name)  # fmt: skip
-            cache_off = tracking.points(connection, clients, args.seconds)
+            cache_off = tracking.Series(
+                CACHE_OFF, tracking.points(connection, clients, args.seconds)
+            )
         finally:
             print("tracking: redeploying the environment's own settings")
             playbook(env.deploy_dir, "deploy.yml", env_name=env.name)
     series = {"this stack": stack_points, tracking.STOCK.replace("`", ""): stock_points}
-    if cache_off:
-        series["this stack, auth cache off"] = cache_off
-    return tracking.rows(stack_points, stock_points, cache_off), series
-
-
-def deploy_area(args, env) -> list[Row]:
-    measure = "warm deploy (nothing changed), wall time"
-    if not args.with_deploy:
-        return [not_run("deploy", measure, "s", "not run (--with-deploy)")]
-    print("deploy: warm deploy")
-    return [Row("deploy", measure, "s", playbook(env.deploy_dir, "deploy.yml", env_name=env.name))]
+    if cache_off.points:
+        series["this stack, auth cache off"] = cache_off.points
+    rows = tracking.rows(stock_points, [tracking.Series(tracking.STACK, stack_points), cache_off])
+    return rows, series, stock_points
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env", nargs="?", default="local")
     parser.add_argument("--person", default="", help="default: first editor with DVC write")
-    parser.add_argument("--large", action="store_true", help="1 GiB instead of 256 MiB files")
-    parser.add_argument(
-        "--with-cache-off",
-        action="store_true",
-        help="redeploy with the auth cache off, measure, redeploy as before",
-    )
-    parser.add_argument("--with-deploy", action="store_true", help="time a warm deploy")
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--seconds", type=float, default=10.0, help="per tracking point")
     parser.add_argument("--clients", default="1,4,16")
-    parser.add_argument("--only", default=",".join(AREAS), help="areas to run (development)")
-    parser.add_argument("--size-mib", type=int, default=0, help="override the file size")
+    parser.add_argument("--sizes", default="256,1024", help="artifact sizes (MiB)")
     parser.add_argument("--files", type=int, default=dvc_transfer.SMALL_FILES)
+    parser.add_argument("--skip", default="", help=f"areas not to run, of {', '.join(AREAS)}")
+    parser.add_argument("--settle", type=float, default=30.0, help="idle seconds before memory")
     args = parser.parse_args(argv)
-    only = set(args.only.split(","))
-    if only - set(AREAS):
-        parser.error(f"--only takes {', '.join(AREAS)}")
+    skip = {a for a in args.skip.split(",") if a}
+    if skip - set(AREAS):
+        parser.error(f"--skip takes {', '.join(AREAS)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
     env = check_environment(args.env)
-    if load_stack(env.name).target != "docker" and (args.with_cache_off or args.with_deploy):
-        parser.error("--with-cache-off and --with-deploy redeploy a Docker-target environment")
+    stack = load_stack(env.name)
+    docker = stack.target == "docker"
     person = pick_person(env, args.person)
     connection = read_connection(env, person)
-    size = args.size_mib or (1024 if args.large else 256)
     started = datetime.datetime.now(datetime.UTC)
     rows: list[Row] = []
     series: dict = {}
+    stock_points: list = []
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as scratch:
         workdir = Path(scratch)
-        if "tracking" in only:
-            area_rows, series = tracking_area(args, env, connection, workdir)
-            rows += area_rows
+        if "tracking" in skip:
+            rows.append(not_run("tracking", "log_batch throughput", "req/s", "skipped"))
         else:
-            rows.append(not_run("tracking", "log_batch throughput", "req/s", "not run (--only)"))
-        for name, area in (("artifacts", artifacts), ("dvc", dvc_transfer)):
-            if name not in only:
-                rows.append(not_run(name, "transfers", "", "not run (--only)"))
-                continue
-            print(f"{name}:")
-            if area is dvc_transfer:
-                rows += dvc_transfer.run(connection, size, workdir, files=args.files)
-            else:
+            area_rows, series, stock_points = tracking_area(args, env, docker, connection, workdir)
+            rows += area_rows
+        if "artifacts" in skip:
+            rows.append(not_run("artifacts", "transfers", "", "skipped"))
+        else:
+            for size in sizes:
+                print(f"artifacts: {size} MiB")
                 rows += artifacts.run(connection, size, workdir)
-    rows += deploy_area(args, env) if "deploy" in only else []
+        if "dvc" in skip:
+            rows.append(not_run("dvc", "transfers", "", "skipped"))
+        else:
+            print("dvc:")
+            server = stack.service("sftp").name if docker else None
+            rows += dvc_transfer.run(connection, max(sizes), workdir, args.files, server)
+    for area, measure in (("deploy", deploy.run), ("memory", None)):
+        if area in skip:
+            rows.append(not_run(area, "all", "", "skipped"))
+        elif not docker:
+            rows.append(not_run(area, "all", "", "not run (Docker target only)"))
+        elif measure:
+            rows += measure(env)
+        else:
+            rows += deploy.memory(env, args.settle)
+    if "kubernetes" in skip:
+        rows.append(not_run("kubernetes", "tracking", "", "skipped"))
+    elif not stock_points:
+        rows.append(not_run("kubernetes", "tracking", "", "not run (needs the tracking area)"))
+    else:
+        clients = [int(c) for c in args.clients.split(",")]
+        cluster_rows, cluster_series = kubernetes.run(stock_points, clients, args.seconds)
+        rows += cluster_rows
+        series.update(cluster_series)
     text = report.format_report(rows, conditions(args, env.name, person, started))
     print()
     print(text)

@@ -14,13 +14,14 @@ contacted (127.0.0.1 for the local targets).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def connection_env(values: Mapping[str, str]):
         del os.environ[key]
     os.environ.update(values)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
         yield
     finally:
@@ -99,10 +101,12 @@ def measure(connection: Mapping[str, str], clients: int, seconds: float) -> Resu
             threading.Thread(target=client_loop, args=(deadline, latencies, errors, experiment))
             for _ in range(clients)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=seconds + 120)
+        # Ending a run prints its URL; hundreds of those would bury the figures.
+        with redirect_stdout(io.StringIO()):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=seconds + 120)
         elapsed = time.monotonic() - started
     return Result(clients, elapsed, len(latencies), errors, latencies)
 
