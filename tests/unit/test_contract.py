@@ -304,7 +304,13 @@ def run_docker_validation(
         "    - ansible.builtin.include_role:\n        name: mlops_docker\n"
         "        tasks_from: validate.yml\n"
     )
-    extra = {"mlops_env": "unit", "ansible_python_interpreter": sys.executable, **settings}
+    # The play lives in tmp_path: the role finds images/versions.env from the repository root.
+    extra = {
+        "mlops_env": "unit",
+        "ansible_python_interpreter": sys.executable,
+        "mlops_docker_repo_root": str(REPO_ROOT),
+        **settings,
+    }
     return subprocess.run(
         [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
          str(play), "-e", json.dumps(extra)],
