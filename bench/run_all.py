@@ -9,8 +9,8 @@ ENV (default local) must be deployed. Areas, all run by default:
 - artifacts: files of each --sizes through the stock MLflow client vs `sftp` put/get;
 - dvc: `dvc push`/`pull` of 1,000 files of 100 KiB (with the client's and the SFTP server's CPU
   time) and of one file of the largest size vs `sftp put -r`/`get -r`;
-- deploy (Docker target): cold, warm, and one changed setting (which containers it re-created);
 - memory (Docker target): the stack's containers, idle after the load;
+- deploy (Docker target): cold, warm, and one changed setting (which containers it re-created);
 - kubernetes: the tracking figures on the throwaway cluster (deploy/cluster/) with 1 and 2 MLflow
   replicas; starts the cluster (and stops it after) unless it runs.
 Prints a Markdown table with the goals of issue 14 met or short, writes it to
@@ -38,8 +38,8 @@ from bench.report import Row, not_run
 
 CACHE_OFF = "basic auth, auth cache off (TTL 0)"
 
-AREAS = ("tracking", "artifacts", "dvc", "deploy", "memory", "kubernetes")
-DOCKER_ONLY = ("deploy", "memory")
+AREAS = ("tracking", "artifacts", "dvc", "memory", "deploy", "kubernetes")
+DOCKER_ONLY = ("memory", "deploy")
 # Not build/<env>/ (build/bench/ is the bench environment's): `make destroy ENV=bench PURGE=1`
 # must not take the results with it.
 OUTPUT_DIR = BUILD_ROOT / "bench-results"
@@ -100,6 +100,22 @@ def tracking_area(args, env, docker: bool, connection, workdir: Path):
     return rows, series, stock_points
 
 
+def docker_areas(args, env, docker: bool, skip: set[str]) -> list[Row]:
+    """Memory first, while the containers are those the load ran on (the deploy area re-creates
+    MLflow), then the deploys."""
+    rows: list[Row] = []
+    for area in DOCKER_ONLY:
+        if area in skip:
+            rows.append(not_run(area, "all", "", "skipped"))
+        elif not docker:
+            rows.append(not_run(area, "all", "", "not run (Docker target only)"))
+        elif area == "memory":
+            rows += deploy.memory(env, args.settle)
+        else:
+            rows += deploy.run(env)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env", nargs="?", default="local")
@@ -146,15 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             print("dvc:")
             server = stack.service("sftp").name if docker else None
             rows += dvc_transfer.run(connection, max(sizes), workdir, args.files, server)
-    for area, measure in (("deploy", deploy.run), ("memory", None)):
-        if area in skip:
-            rows.append(not_run(area, "all", "", "skipped"))
-        elif not docker:
-            rows.append(not_run(area, "all", "", "not run (Docker target only)"))
-        elif measure:
-            rows += measure(env)
-        else:
-            rows += deploy.memory(env, args.settle)
+    rows += docker_areas(args, env, docker, skip)
     if "kubernetes" in skip:
         rows.append(not_run("kubernetes", "tracking", "", "skipped"))
     elif not stock_points:
