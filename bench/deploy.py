@@ -68,8 +68,8 @@ def memory(env: Environment, settle_seconds: float) -> list[Row]:
     print(f"memory: idle for {settle_seconds:g} s, then docker stats")
     time.sleep(settle_seconds)
     used = {key: memory_bytes(s.name) / MIB for key, s in load_stack(env.name).services.items()}
-    rows = [Row("memory", f"{key}, idle after the benchmark", "MiB", value)
+    rows = [Row("memory", f"{key}, idle after the transfers", "MiB", value)
             for key, value in used.items()]  # fmt: skip
-    rows.append(Row("memory", "whole stack, idle after the benchmark", "MiB",
+    rows.append(Row("memory", "whole stack, idle after the transfers", "MiB",
                     sum(used.values()), goal=MEMORY_GOAL))  # fmt: skip
     return rows

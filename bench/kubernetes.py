@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import yaml
 from mlopskit.environments import REPO_ROOT, check_environment, read_connection
 from mlopskit.k8s_tools import find_tool
-from mlopskit.people import people_file, read_people
 
 from bench.docker_deploy import playbook
 from bench.report import Point, Row
 from bench.tracking import Series, points, rows
+from bench.tracking_throughput import pick_person
 
 AREA = "kubernetes"
 ENV = "cluster"
@@ -34,13 +34,6 @@ def _label(replicas: int) -> str:
 
 def not_run(stock: Sequence[Point], why: str) -> list[Row]:
     return rows(stock, [Series(_label(n), None, why) for n in REPLICAS], AREA)
-
-
-def _editor(env) -> str:
-    for person in read_people(people_file(env)):
-        if person.mlflow in {"editor", "admin"}:
-            return person.name
-    raise SystemExit(f"deploy/{env.name}/people.yml lists no MLflow editor to measure as")
 
 
 def _service_uri(kubeconfig: str, namespace: str) -> str:
@@ -73,7 +66,7 @@ def run(
     print(f"kubernetes: cluster ({'running' if running else 'starting it'})")
     cluster.up(PROFILE)
     env = check_environment(ENV)
-    person = _editor(env)
+    person = pick_person(env, "")
     settings = yaml.safe_load((env.deploy_dir / "settings.yml").read_text())
     series = []
     try:

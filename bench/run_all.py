@@ -29,12 +29,12 @@ import tempfile
 from pathlib import Path
 
 from mlopskit.environments import BUILD_ROOT, REPO_ROOT, check_environment, read_connection
-from mlopskit.people import people_file, read_people
 from mlopskit.stack import load_stack
 
 from bench import artifacts, deploy, dvc_transfer, kubernetes, report, tracking
 from bench.docker_deploy import playbook
 from bench.report import Row, not_run
+from bench.tracking_throughput import pick_person
 
 CACHE_OFF = "basic auth, auth cache off (TTL 0)"
 
@@ -44,19 +44,6 @@ DOCKER_ONLY = ("memory", "deploy")
 # must not take the results with it.
 OUTPUT_DIR = BUILD_ROOT / "bench-results"
 README = REPO_ROOT / "README.md"
-
-
-def pick_person(env, name: str) -> str:
-    """NAME, else the first editor or admin of deploy/<env>/people.yml with DVC write."""
-    if name:
-        return name
-    for person in read_people(people_file(env)):
-        if person.mlflow in {"editor", "admin"} and person.dvc == "write":
-            return person.name
-    raise SystemExit(
-        f"deploy/{env.name}/people.yml lists no editor with DVC write: "
-        f"`make add-user ENV={env.name} NAME=bencher ROLE=editor DVC=write`"
-    )
 
 
 def conditions(args, env_name: str, person: str, started: datetime.datetime) -> list[str]:

@@ -29,8 +29,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from mlopskit.environments import check_environment, read_connection  # noqa: E402
+from mlopskit.people import people_file, read_people  # noqa: E402
 
 BATCH = 100
+
+
+def pick_person(env, name: str) -> str:
+    """NAME, else the first editor or admin of deploy/<env>/people.yml with DVC write."""
+    if name:
+        return name
+    for person in read_people(people_file(env)):
+        if person.mlflow in {"editor", "admin"} and person.dvc == "write":
+            return person.name
+    raise SystemExit(
+        f"deploy/{env.name}/people.yml lists no editor with DVC write: "
+        f"`make add-user ENV={env.name} NAME=bencher ROLE=editor DVC=write`"
+    )
 
 
 def client_loop(deadline: float, latencies: list[float], errors: list[str], experiment: str):
