@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
+import socket
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +37,7 @@ from tests.support.cors import (
     delete_experiment,
     refusal_problems,
 )
-from tests.support.docker import Sandbox, assert_config_error, docker, secret_dir
+from tests.support.docker import TMP_MIB, Sandbox, assert_config_error, docker, secret_dir
 from tests.support.keys import sftp_session
 
 pytestmark = pytest.mark.docker
@@ -101,6 +104,70 @@ def test_proxied_artifact_reads_back(
 ) -> None:
     local = client.download_artifacts(logged_run["run_id"], "weights.bin", str(tmp_path))
     assert sha256(Path(local).read_bytes()) == logged_run["sha256"]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_an_artifact_larger_than_the_servers_tmp_goes_both_ways(
+    client: MlflowClient, logged_run: dict, tmp_path: Path
+) -> None:
+    # MLflow's own proxy copies each artifact whole into the server's /tmp (here TMP_MIB),
+    # so this one would fail both ways; the image streams it to and from SFTP.
+    big = tmp_path / "big.bin"
+    with big.open("wb") as stream:
+        for _ in range(TMP_MIB + 32):
+            stream.write(os.urandom(1024 * 1024))
+    client.log_artifact(logged_run["run_id"], str(big))
+    local = client.download_artifacts(logged_run["run_id"], "big.bin", str(tmp_path / "down"))
+    assert file_sha256(Path(local)) == file_sha256(big)
+
+
+def artifact_url(server: Mlflow, run: dict, name: str = "") -> str:
+    path = f"{run['experiment_id']}/{run['run_id']}/artifacts"
+    return f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{path}" + (f"/{name}" if name else "")
+
+
+def test_downloads_of_what_is_no_file_get_a_clear_4xx(
+    mlflow_server: Mlflow, logged_run: dict
+) -> None:
+    missing = requests.get(artifact_url(mlflow_server, logged_run, "nothing.bin"),
+                           auth=mlflow_server.auth, timeout=60)  # fmt: skip
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    directory = requests.get(artifact_url(mlflow_server, logged_run),
+                             auth=mlflow_server.auth, timeout=60)  # fmt: skip
+    assert directory.status_code == 400, directory.text
+    assert "directory" in directory.json()["message"]
+
+
+def test_an_upload_the_client_cuts_short_leaves_nothing(
+    client: MlflowClient, mlflow_server: Mlflow, logged_run: dict, sftp: Sftp
+) -> None:
+    # The request promises 8 MiB, sends 1 MiB and hangs up: a lost laptop connection.
+    url = artifact_url(mlflow_server, logged_run, "cut.bin")
+    path = urllib.parse.urlsplit(url).path
+    token = base64.b64encode(":".join(mlflow_server.auth).encode()).decode()
+    with socket.create_connection(("127.0.0.1", mlflow_server.container.host_port(5000))) as raw:
+        raw.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+            f"Content-Length: {8 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        raw.sendall(os.urandom(1024 * 1024))
+    run_dir = f"/data/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
+    deadline = time.monotonic() + 60
+    while True:
+        left = sftp.container.exec("find", run_dir, "-name", "*cut.bin*").split()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert left == [], f"the cut upload left {left}"
+    assert "cut.bin" not in {a.path for a in client.list_artifacts(logged_run["run_id"])}
 
 
 def test_requests_without_credentials_are_refused(mlflow_server: Mlflow) -> None:

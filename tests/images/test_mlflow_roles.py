@@ -218,6 +218,17 @@ def test_editor_logs_into_shared_experiments_and_registers_models(
     assert reader.get_model_version_by_alias(name, "champion").version == version.version
 
 
+def experiment_with_run(server: Server, who: str) -> tuple[str, str]:
+    """A new experiment of ``who``'s with one run in it: (experiment id, run id)."""
+    experiment_id = server.call(
+        who, "POST", f"{API}/experiments/create", json={"name": f"{who}-{uuid.uuid4().hex[:6]}"}
+    ).json()["experiment_id"]
+    run_id = server.call(
+        who, "POST", f"{API}/runs/create", json={"experiment_id": experiment_id}
+    ).json()["run"]["info"]["run_id"]
+    return experiment_id, run_id
+
+
 def grant(who: str, resource_type: str, resource_id: str, permission: str = "MANAGE") -> dict:
     return {
         "username": who, "resource_type": resource_type, "resource_id": resource_id,
@@ -276,12 +287,7 @@ def test_editor_cannot_delete_or_manage_what_others_created(
     server: Server, shared: dict[str, str]
 ) -> None:
     # Dave, another editor, owns an experiment with a run and a model with a version.
-    experiment_id = server.call(
-        "dave", "POST", f"{API}/experiments/create", json={"name": f"d-{uuid.uuid4().hex[:6]}"}
-    ).json()["experiment_id"]
-    run_id = server.call(
-        "dave", "POST", f"{API}/runs/create", json={"experiment_id": experiment_id}
-    ).json()["run"]["info"]["run_id"]
+    experiment_id, run_id = experiment_with_run(server, "dave")
     model = f"d-model-{uuid.uuid4().hex[:6]}"
     assert server.call("dave", "POST", f"{API}/registered-models/create", json={"name": model}).ok
     assert server.call("dave", "POST", f"{API}/model-versions/create", json={
@@ -338,6 +344,39 @@ def test_editor_cannot_delete_or_manage_what_others_created(
     assert server.call(
         "dave", "POST", f"{API}/experiments/delete", json={"experiment_id": experiment_id}
     ).ok
+
+
+def log_batch(server: Server, who: str, run_id: str, key: str) -> int:
+    body = {"run_id": run_id, "metrics": [{"key": key, "value": 1.0, "timestamp": 0, "step": 0}]}
+    return server.call(who, "POST", f"{API}/runs/log-batch", json=body).status_code
+
+
+def test_a_run_the_server_already_knows_is_still_checked_against_current_grants(
+    server: Server,
+) -> None:
+    """The server keeps which experiment a run is in (mlops_kit_auth/runs.py), not who may
+    write there: once a run is known from its owner's writes, every other account is still
+    judged by its grants at the time of the request."""
+    experiment_id, run_id = experiment_with_run(server, "alice")
+    for _ in range(3):  # the owner's writes make the run known to the server
+        assert log_batch(server, "alice", run_id, "owner") == 200
+    # Accounts that may not write there, whatever the server already knows of the run.
+    for who in ("bob", "metrics"):
+        assert log_batch(server, who, run_id, f"by-{who}") == 403, who
+    # Dave (an editor) may write there, until the owner denies him this experiment: the
+    # very next request is refused, though the run was known when his grant changed.
+    assert log_batch(server, "dave", run_id, "dave-before") == 200
+    denied = server.call(
+        "alice", "POST", GRANT, json=grant("dave", "experiment", experiment_id, "DENY")
+    )
+    assert denied.status_code == 200, denied.text
+    assert log_batch(server, "dave", run_id, "dave-after") == 403
+    # A run id that does not exist is refused (not 404: no oracle), before and after a
+    # real run is known.
+    assert log_batch(server, "alice", uuid.uuid4().hex, "ghost") == 403
+    logged = server.call("alice", "GET", f"{API}/runs/get", params={"run_id": run_id}).json()
+    keys = {metric["key"] for metric in logged["run"]["data"]["metrics"]}
+    assert keys == {"owner", "dave-before"}, keys
 
 
 def test_editor_cannot_manage_users(server: Server) -> None:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The flags OpenShift's restricted-v2 SCC imposes, applied on Docker too.
+# Size of every sandbox container's /tmp.
+TMP_MIB = 256
 HARDENING = (
     "--read-only",
     "--cap-drop", "ALL",
     "--security-opt", "no-new-privileges",
-    "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m",
+    "--tmpfs", f"/tmp:rw,nosuid,nodev,size={TMP_MIB}m",
 )  # fmt: skip
 
 

@@ -7,7 +7,8 @@ is: the image always serves with uvicorn, MLflow's default.
 Unless MLFLOW_PRESIGNED_ARTIFACT_URLS is true, every artifact byte passes through the server:
 MLflow (3.17) otherwise hands clients presigned URLs of an s3:// destination (downloads of
 every size, uploads from 500 MB), which only work for clients that reach the store's endpoint
-under the server's own name for it, and hang elsewhere."""
+under the server's own name for it, and hang elsewhere. Downloads from a store that can stream
+(sftp://) are sent while they are read (downloads.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 
 from mlops_kit_origins import guard_local_origins
 from mlops_kit_pool import limit_request_threads
+
+from .downloads import stream_artifact_downloads
 
 PRESIGNED_URLS_SETTING = "MLFLOW_PRESIGNED_ARTIFACT_URLS"
 # MLflow's checks of what the artifact store supports, and the error each raises when it does not.
@@ -73,6 +76,7 @@ def serve(app: Any) -> Any:
     keep_artifacts_proxied()
     if not inspect.iscoroutinefunction(type(app).__call__):
         return app
+    stream_artifact_downloads(app)
     return guard_local_origins(limit_request_threads(app))
 
 

@@ -10,7 +10,9 @@ Stock basic auth lets every user create experiments and registered models, and s
   nothing else).
 
 MLflow looks its validators up through module functions at request time, so wrapping those
-functions is enough; the roles themselves are data (roles.py) written by people.py.
+functions is enough; the roles themselves are data (roles.py) written by people.py. The app
+also keeps which experiment each run belongs to (runs.py), which MLflow otherwise loads the
+whole run to learn on every request on a run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from .roles import METRICS_ROLE, WORKSPACE, is_read_validator, mlflow_role_name
+from .runs import remember_runs
 
 # Roles change only when people are converged (at a server start). The cache spares a database
 # query on most requests; it keeps roles as long as MLflow keeps a verified password
@@ -130,6 +133,7 @@ def install_rules() -> None:
     auth._find_validator = kit_find_validator
     auth._find_fastapi_validator = kit_find_fastapi_validator
     auth._get_proxy_artifact_validator = kit_find_proxy_validator
+    remember_runs(auth)
     auth._mlops_kit_rules = True
 
 

@@ -10,20 +10,31 @@ The stock store also writes each file straight to its final name: an upload cut 
 disk, a lost connection) leaves a truncated artifact that lists and downloads like a whole one.
 This store writes to a hidden partial name in the same directory and renames it into place only
 when the whole file is there (OpenSSH's posix-rename, atomic); a failed upload removes it.
+
+And the stock store has no streaming upload, so the server first copied each proxied upload
+whole into its /tmp and only then sent it to the SFTP server: two transfers one after the
+other, and no file larger than /tmp. This store writes the request body to SFTP as it arrives
+(MLflow's StreamUploadMixin). Downloads the same way, the other way round
+(``open_artifact_stream``, served by mlops_kit_app.downloads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import posixpath
+import stat
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from queue import Queue
-from typing import Any
+from typing import Any, BinaryIO
 
 import pysftp
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+from mlflow.store.artifact.artifact_repo import StreamUploadMixin
 from mlflow.store.artifact.sftp_artifact_repo import SFTPArtifactRepository
 
 _logger = logging.getLogger(__name__)
@@ -57,7 +68,7 @@ class _ReconnectingPool:
             self._idle.put(connection)
 
 
-class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository):
+class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMixin):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         connections: list[Any] = []
@@ -85,6 +96,73 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository):
                 for name in files:
                     _put_whole(sftp, os.path.join(root, name), posixpath.join(remote_dir, name))
 
+    @contextmanager
+    def _new_remote_file(self, artifact_file_name: str, artifact_path: str | None) -> Iterator[Any]:
+        """An open remote file that becomes the artifact when the block ends without error."""
+        artifact_dir = posixpath.join(self.path, artifact_path) if artifact_path else self.path
+        name = posixpath.basename(artifact_file_name)
+        with self.pool.get_sftp_connection() as sftp:
+            sftp.makedirs(artifact_dir)
+            with _whole(sftp, posixpath.join(artifact_dir, name)) as partial:
+                remote = sftp.sftp_client.open(partial, "wb")
+                with remote:
+                    # Writes go out without waiting for each reply; closing waits for them all
+                    # (and raises if one failed).
+                    remote.set_pipelined(True)
+                    yield remote
+
+    def log_artifact_from_stream(
+        self, stream: BinaryIO, artifact_file_name: str, artifact_path: str | None = None
+    ) -> None:
+        with self._new_remote_file(artifact_file_name, artifact_path) as remote:
+            while chunk := stream.read(STREAM_CHUNK_BYTES):
+                remote.write(chunk)
+
+    async def log_artifact_from_async_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        artifact_file_name: str,
+        artifact_path: str | None = None,
+    ) -> None:
+        # The blocking SFTP calls run in threads; the body keeps arriving meanwhile.
+        opened = self._new_remote_file(artifact_file_name, artifact_path)
+        remote = await asyncio.to_thread(opened.__enter__)
+        try:
+            pending = bytearray()
+            async for chunk in chunks:
+                pending += chunk
+                if len(pending) >= STREAM_CHUNK_BYTES:
+                    await asyncio.to_thread(remote.write, bytes(pending))
+                    pending.clear()
+            if pending:
+                await asyncio.to_thread(remote.write, bytes(pending))
+        except BaseException as error:  # a lost client or a failed write: no artifact
+            await asyncio.to_thread(opened.__exit__, type(error), error, error.__traceback__)
+            raise
+        await asyncio.to_thread(opened.__exit__, None, None, None)
+
+    def open_artifact_stream(self, artifact_path: str) -> tuple[int, Iterator[bytes]]:
+        """The size of one artifact file and its bytes, read from SFTP as they are taken. The
+        pooled connection is held until the bytes are all read or the iterator is closed."""
+        remote_path = posixpath.join(self.path, artifact_path)
+        with ExitStack() as held:
+            sftp = held.enter_context(self.pool.get_sftp_connection())
+            try:
+                attributes = sftp.sftp_client.stat(remote_path)
+            except FileNotFoundError:
+                raise MlflowException(
+                    f"No artifact at '{artifact_path}'", error_code=RESOURCE_DOES_NOT_EXIST
+                ) from None
+            if stat.S_ISDIR(attributes.st_mode or 0):
+                raise MlflowException(
+                    f"Artifact path refers to a directory, not a file: '{artifact_path}'",
+                    error_code=INVALID_PARAMETER_VALUE,
+                )
+            remote = held.enter_context(sftp.sftp_client.open(remote_path, "rb"))
+            size = attributes.st_size or 0
+            return size, _read_in_windows(remote, size, held.pop_all())
+        raise AssertionError("unreachable")  # for type checkers: the block returns or raises
+
     def list_artifacts(self, path: str | None = None) -> list[Any]:
         # An upload in progress is not an artifact yet.
         return [
@@ -99,15 +177,51 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository):
 PARTIAL_PREFIX = ".mlops-kit-partial-"
 
 
-def _put_whole(sftp: Any, local_file: str, remote_file: str) -> None:
-    """Upload to a partial name beside ``remote_file``, then rename it into place."""
+# Bytes handed to one SFTP write of a streamed upload (MLflow's own stream chunk).
+STREAM_CHUNK_BYTES = 1024 * 1024
+# A streamed download asks for this much at once, in SFTP requests of at most READ_REQUEST_BYTES
+# sent without waiting for each other, and holds no more than this per download in memory
+# (however slow the client: paramiko's own prefetch of a whole file buffers all of it).
+READ_WINDOW_BYTES = 8 * 1024 * 1024
+READ_REQUEST_BYTES = 32 * 1024
+
+
+def _read_in_windows(remote: Any, size: int, release: ExitStack) -> Iterator[bytes]:
+    try:
+        for start in range(0, size, READ_WINDOW_BYTES):
+            end = min(size, start + READ_WINDOW_BYTES)
+            requests = [
+                (offset, min(READ_REQUEST_BYTES, end - offset))
+                for offset in range(start, end, READ_REQUEST_BYTES)
+            ]
+            pending = bytearray()
+            for data in remote.readv(requests):  # the window's replies, in order, as they come
+                pending += data
+                if len(pending) >= STREAM_CHUNK_BYTES:
+                    yield bytes(pending)
+                    pending.clear()
+            if pending:
+                yield bytes(pending)
+    finally:
+        release.close()
+
+
+@contextmanager
+def _whole(sftp: Any, remote_file: str) -> Iterator[str]:
+    """A partial name beside ``remote_file`` to write; renamed into place when the block ends
+    without error, removed when it raises."""
     directory, name = posixpath.split(remote_file)
     partial = posixpath.join(directory, f"{PARTIAL_PREFIX}{uuid.uuid4().hex}-{name}")
     try:
-        sftp.put(local_file, partial)
+        yield partial
         # posix-rename@openssh.com replaces an existing artifact of that name, as a put did.
         sftp.sftp_client.posix_rename(partial, remote_file)
     except BaseException:
         with suppress(Exception):  # the connection may be what failed
             sftp.remove(partial)
         raise
+
+
+def _put_whole(sftp: Any, local_file: str, remote_file: str) -> None:
+    with _whole(sftp, remote_file) as partial:
+        sftp.put(local_file, partial)
