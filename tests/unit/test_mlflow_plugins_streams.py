@@ -1,5 +1,6 @@
 """Pure logic of the MLflow image's plugins: the run look-ups the auth app keeps
-(mlops_kit_auth/runs.py) and the bounded reads of a streamed download (mlops_kit_sftp).
+(mlops_kit_auth/runs.py), the pipelined reads of a streamed download and the cipher order
+(mlops_kit_sftp).
 The servers themselves are attacked in tests/images (test_mlflow_roles.py, test_mlflow.py)."""
 
 from __future__ import annotations
@@ -76,40 +77,79 @@ def test_wrapping_is_done_once_and_skipped_without_the_function() -> None:
     assert remember_runs(type("OtherMlflow", (), {})) is False
 
 
-class FakeRemoteFile:
+class FakeReply:
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.batches: list[int] = []
 
-    def readv(self, requests: list[tuple[int, int]]):
-        self.batches.append(sum(size for _offset, size in requests))
-        for offset, size in requests:
-            assert size <= mlops_kit_sftp.READ_REQUEST_BYTES
-            yield self.data[offset : offset + size]
+    def get_string(self) -> bytes:
+        return self.data
 
 
-@pytest.mark.parametrize("size", [0, 1, mlops_kit_sftp.READ_WINDOW_BYTES, 20 * 1024 * 1024 + 5])
-def test_a_download_comes_whole_and_in_order_a_window_at_a_time(size: int) -> None:
-    data = bytes(i % 251 for i in range(size))
-    remote = FakeRemoteFile(data)
+class FakeSftpFile:
+    """An open remote file over a fake SFTP session that answers reads in a scrambled order,
+    as a server may, and counts the reads in flight."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.handle = b"h"
+        self.sftp = self
+        self.waiting: dict[int, tuple[object, int, int]] = {}
+        self.most_in_flight = 0
+        self.numbers = iter(range(10**9))
+
+    def _async_request(self, requester, command, handle, offset, length) -> int:
+        assert (command, handle) == (mlops_kit_sftp.CMD_READ, self.handle)
+        number = next(self.numbers)
+        self.waiting[number] = (requester, int(offset), int(length))
+        self.most_in_flight = max(self.most_in_flight, len(self.waiting))
+        return number
+
+    def _read_response(self) -> None:
+        number = max(self.waiting) if len(self.waiting) % 2 else min(self.waiting)
+        requester, offset, length = self.waiting.pop(number)
+        reply = FakeReply(self.data[offset : offset + length])
+        requester._async_response(mlops_kit_sftp.CMD_DATA, reply, number)
+
+
+def stream(remote: FakeSftpFile, size: int) -> tuple[object, list[bool]]:
     released: list[bool] = []
     held = ExitStack()
     held.callback(released.append, True)
-    chunks = list(mlops_kit_sftp._read_in_windows(remote, size, held))
-    assert b"".join(chunks) == data
-    assert all(batch <= mlops_kit_sftp.READ_WINDOW_BYTES for batch in remote.batches)
-    assert all(len(chunk) <= mlops_kit_sftp.READ_WINDOW_BYTES for chunk in chunks)
+    return mlops_kit_sftp._stream_file(remote, size, held), released
+
+
+@pytest.mark.parametrize("size", [0, 1, 32 * 1024, 5 * 1024 * 1024 + 7])
+def test_a_download_comes_whole_and_in_order_with_bounded_reads_in_flight(size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    remote = FakeSftpFile(data)
+    chunks, released = stream(remote, size)
+    pieces = list(chunks)
+    assert b"".join(pieces) == data
+    assert remote.most_in_flight <= mlops_kit_sftp.READS_IN_FLIGHT
+    assert all(len(piece) < 2 * mlops_kit_sftp.STREAM_CHUNK_BYTES for piece in pieces)
+    assert released == [True]
+
+
+def test_a_file_that_shrinks_while_read_is_an_error() -> None:
+    remote = FakeSftpFile(bytes(100_000))
+    chunks, released = stream(remote, 200_000)  # the size stat() gave before it shrank
+    with pytest.raises(mlops_kit_sftp.SFTPError, match="changed"):
+        list(chunks)
     assert released == [True]
 
 
 def test_a_download_abandoned_half_way_gives_its_connection_back() -> None:
-    size = 3 * mlops_kit_sftp.READ_WINDOW_BYTES
-    remote = FakeRemoteFile(bytes(size))
-    released: list[bool] = []
-    held = ExitStack()
-    held.callback(released.append, True)
-    chunks = mlops_kit_sftp._read_in_windows(remote, size, held)
+    size = 8 * mlops_kit_sftp.STREAM_CHUNK_BYTES
+    remote = FakeSftpFile(bytes(size))
+    chunks, released = stream(remote, size)
     next(chunks)
     chunks.close()  # what the server does when the client hangs up
     assert released == [True]
-    assert len(remote.batches) == 1
+
+
+def test_gcm_is_offered_first_and_nothing_is_dropped() -> None:
+    offered = ("aes128-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+    ordered = mlops_kit_sftp.prefer_ciphers(offered, mlops_kit_sftp.PREFERRED_CIPHERS)
+    assert ordered[:2] == mlops_kit_sftp.PREFERRED_CIPHERS
+    assert sorted(ordered) == sorted(offered)
+    assert mlops_kit_sftp.prefer_ciphers(("aes128-ctr",), ("x-gcm",)) == ("aes128-ctr",)

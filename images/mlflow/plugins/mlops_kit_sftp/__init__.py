@@ -26,18 +26,38 @@ import os
 import posixpath
 import stat
 import uuid
+from collections import deque
 from collections.abc import AsyncIterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from itertools import islice
 from queue import Queue
 from typing import Any, BinaryIO
 
+import paramiko
 import pysftp
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.artifact_repo import StreamUploadMixin
 from mlflow.store.artifact.sftp_artifact_repo import SFTPArtifactRepository
+from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, SFTPError, int64
 
 _logger = logging.getLogger(__name__)
+
+# AES-GCM (an AEAD cipher, no separate MAC) first: paramiko offers it last, after AES-CTR with
+# HMAC-SHA2, and with it the server spent about a quarter less CPU per byte on SFTP transfers
+# (measured in the image against the sftp image: 128 MiB put 0.46 s vs 0.63 s of CPU, get 0.54 s
+# vs 0.72 s, three runs each). The client's order decides; every cipher stays offered after it.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def prefer_ciphers(offered: tuple[str, ...], first: tuple[str, ...]) -> tuple[str, ...]:
+    """``offered`` with those of ``first`` it holds moved to the front, in ``first``'s order."""
+    return tuple(c for c in first if c in offered) + tuple(c for c in offered if c not in first)
+
+
+paramiko.Transport._preferred_ciphers = prefer_ciphers(
+    paramiko.Transport._preferred_ciphers, PREFERRED_CIPHERS
+)
 
 
 def _is_alive(connection: Any) -> bool:
@@ -160,7 +180,7 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMix
                 )
             remote = held.enter_context(sftp.sftp_client.open(remote_path, "rb"))
             size = attributes.st_size or 0
-            return size, _read_in_windows(remote, size, held.pop_all())
+            return size, _stream_file(remote, size, held.pop_all())
         raise AssertionError("unreachable")  # for type checkers: the block returns or raises
 
     def list_artifacts(self, path: str | None = None) -> list[Any]:
@@ -179,29 +199,74 @@ PARTIAL_PREFIX = ".mlops-kit-partial-"
 
 # Bytes handed to one SFTP write of a streamed upload (MLflow's own stream chunk).
 STREAM_CHUNK_BYTES = 1024 * 1024
-# A streamed download asks for this much at once, in SFTP requests of at most READ_REQUEST_BYTES
-# sent without waiting for each other, and holds no more than this per download in memory
-# (however slow the client: paramiko's own prefetch of a whole file buffers all of it).
-READ_WINDOW_BYTES = 8 * 1024 * 1024
+# A streamed download keeps READS_IN_FLIGHT SFTP reads of READ_REQUEST_BYTES asked for and not
+# yet answered (OpenSSH's own sftp client keeps 64 of 32 KiB), so one download holds about 2 MiB
+# in memory however slow its client is.
 READ_REQUEST_BYTES = 32 * 1024
+READS_IN_FLIGHT = 64
 
 
-def _read_in_windows(remote: Any, size: int, release: ExitStack) -> Iterator[bytes]:
+class _PipelinedReader:
+    """Reads one remote file from one thread with up to ``READS_IN_FLIGHT`` requests in flight.
+
+    paramiko's own read-ahead (``prefetch``, ``readv``, ``get``) sends its requests from a
+    second thread, and its reply handler busy-waits for that thread to file each request: a
+    race that stalled downloads here for up to 1.6 s per 8 MiB (0.07 s without it). This reader
+    sends and receives in the same thread; paramiko hands it each reply (``_async_response``).
+    """
+
+    def __init__(self, remote: Any, size: int) -> None:
+        self._remote = remote
+        self._size = size
+        self._replies: dict[int, tuple[int, Any]] = {}
+
+    def _async_response(self, kind: int, message: Any, number: int) -> None:
+        self._replies[number] = (kind, message)
+
+    def chunks(self) -> Iterator[bytes]:
+        sftp = self._remote.sftp
+        offsets = iter(range(0, self._size, READ_REQUEST_BYTES))
+        in_flight: deque[tuple[int, int, int]] = deque()
+
+        def ask(offset: int) -> None:
+            length = min(READ_REQUEST_BYTES, self._size - offset)
+            number = sftp._async_request(
+                self, CMD_READ, self._remote.handle, int64(offset), int(length)
+            )
+            in_flight.append((number, offset, length))
+
+        for offset in islice(offsets, READS_IN_FLIGHT):
+            ask(offset)
+        while in_flight:
+            number, offset, length = in_flight.popleft()
+            while number not in self._replies:
+                sftp._read_response()  # reads one reply, hands it to its requester
+            kind, message = self._replies.pop(number)
+            if kind == CMD_STATUS:
+                sftp._convert_status(message)  # raises: end of file, no permission, ...
+            if kind != CMD_DATA:
+                raise SFTPError(f"unexpected reply {kind} to a read")
+            data = message.get_string()
+            if len(data) != length:
+                raise SFTPError(f"the file changed while it was read (short read at {offset})")
+            following = next(offsets, None)
+            if following is not None:
+                ask(following)
+            yield data
+
+
+def _stream_file(remote: Any, size: int, release: ExitStack) -> Iterator[bytes]:
+    """The bytes of ``remote`` (``size`` long) in pieces of about STREAM_CHUNK_BYTES; ``release``
+    is closed when they are all read or the iterator is closed."""
     try:
-        for start in range(0, size, READ_WINDOW_BYTES):
-            end = min(size, start + READ_WINDOW_BYTES)
-            requests = [
-                (offset, min(READ_REQUEST_BYTES, end - offset))
-                for offset in range(start, end, READ_REQUEST_BYTES)
-            ]
-            pending = bytearray()
-            for data in remote.readv(requests):  # the window's replies, in order, as they come
-                pending += data
-                if len(pending) >= STREAM_CHUNK_BYTES:
-                    yield bytes(pending)
-                    pending.clear()
-            if pending:
+        pending = bytearray()
+        for data in _PipelinedReader(remote, size).chunks():
+            pending += data
+            if len(pending) >= STREAM_CHUNK_BYTES:
                 yield bytes(pending)
+                pending.clear()
+        if pending:
+            yield bytes(pending)
     finally:
         release.close()
 
