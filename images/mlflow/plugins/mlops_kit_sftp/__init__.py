@@ -211,8 +211,10 @@ class _PipelinedReader:
 
     paramiko's own read-ahead (``prefetch``, ``readv``, ``get``) sends its requests from a
     second thread, and its reply handler busy-waits for that thread to file each request: a
-    race that stalled downloads here for up to 1.6 s per 8 MiB (0.07 s without it). This reader
-    sends and receives in the same thread; paramiko hands it each reply (``_async_response``).
+    race that stalled 8 MiB reads here for up to 1.6 s where they usually take 0.07 s (eight
+    reads of one 256 MiB file: 1.1-3.4 s with ``readv``, 1.4-1.9 s with this reader). This
+    reader sends and receives in the same thread; paramiko hands it each reply
+    (``_async_response``).
     """
 
     def __init__(self, remote: Any, size: int) -> None:
