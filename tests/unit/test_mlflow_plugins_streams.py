@@ -1,14 +1,17 @@
 """Pure logic of the MLflow image's plugins: the run look-ups the auth app keeps
-(mlops_kit_auth/runs.py), the pipelined reads of a streamed download and the cipher order
-(mlops_kit_sftp).
+(mlops_kit_auth/runs.py), the pipelined reads of a streamed download, the order of a streamed
+upload's SFTP calls, the request sizes and the cipher order (mlops_kit_sftp).
 The servers themselves are attacked in tests/images (test_mlflow_roles.py, test_mlflow.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from contextlib import ExitStack
+import threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import paramiko
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "mlflow" / "plugins"))
@@ -95,12 +98,14 @@ class FakeSftpFile:
         self.sftp = self
         self.waiting: dict[int, tuple[object, int, int]] = {}
         self.most_in_flight = 0
+        self.lengths: list[int] = []
         self.numbers = iter(range(10**9))
 
     def _async_request(self, requester, command, handle, offset, length) -> int:
         assert (command, handle) == (mlops_kit_sftp.CMD_READ, self.handle)
         number = next(self.numbers)
         self.waiting[number] = (requester, int(offset), int(length))
+        self.lengths.append(int(length))
         self.most_in_flight = max(self.most_in_flight, len(self.waiting))
         return number
 
@@ -111,21 +116,29 @@ class FakeSftpFile:
         requester._async_response(mlops_kit_sftp.CMD_DATA, reply, number)
 
 
-def stream(remote: FakeSftpFile, size: int) -> tuple[object, list[bool]]:
+def stream(
+    remote: FakeSftpFile, size: int, request_bytes: int = mlops_kit_sftp.BASE_REQUEST_BYTES
+) -> tuple[object, list[bool]]:
     released: list[bool] = []
     held = ExitStack()
     held.callback(released.append, True)
-    return mlops_kit_sftp._stream_file(remote, size, held), released
+    return mlops_kit_sftp._stream_file(remote, size, held, request_bytes), released
 
 
+@pytest.mark.parametrize("request_bytes", [32 * 1024, 255 * 1024])
 @pytest.mark.parametrize("size", [0, 1, 32 * 1024, 5 * 1024 * 1024 + 7])
-def test_a_download_comes_whole_and_in_order_with_bounded_reads_in_flight(size: int) -> None:
+def test_a_download_comes_whole_and_in_order_with_bounded_reads_in_flight(
+    size: int, request_bytes: int
+) -> None:
     data = bytes(i % 251 for i in range(size))
     remote = FakeSftpFile(data)
-    chunks, released = stream(remote, size)
+    chunks, released = stream(remote, size, request_bytes)
     pieces = list(chunks)
     assert b"".join(pieces) == data
-    assert remote.most_in_flight <= mlops_kit_sftp.READS_IN_FLIGHT
+    assert max(remote.lengths, default=0) <= request_bytes
+    assert remote.most_in_flight * request_bytes <= max(
+        mlops_kit_sftp.READ_AHEAD_BYTES, request_bytes
+    )
     assert all(len(piece) < 2 * mlops_kit_sftp.STREAM_CHUNK_BYTES for piece in pieces)
     assert released == [True]
 
@@ -153,3 +166,133 @@ def test_gcm_is_offered_first_and_nothing_is_dropped() -> None:
     assert ordered[:2] == mlops_kit_sftp.PREFERRED_CIPHERS
     assert sorted(ordered) == sorted(offered)
     assert mlops_kit_sftp.prefer_ciphers(("aes128-ctr",), ("x-gcm",)) == ("aes128-ctr",)
+
+
+class FakeLimitsServer:
+    """A paramiko SFTPClient's ``_request`` against a server that states ``limits`` (packet,
+    read, write, handles) with limits@openssh.com, or does not know the extension."""
+
+    def __init__(self, limits: tuple[int, int, int, int] | None) -> None:
+        self.limits = limits
+        self.asked = 0
+
+    def _request(self, command: int, name: str):
+        assert (command, name) == (mlops_kit_sftp.CMD_EXTENDED, "limits@openssh.com")
+        self.asked += 1
+        if self.limits is None:
+            raise OSError("Operation unsupported")  # SSH_FX_OP_UNSUPPORTED, as paramiko raises it
+        reply = paramiko.Message()
+        for limit in self.limits:
+            reply.add_int64(limit)
+        reply.rewind()
+        return mlops_kit_sftp.CMD_EXTENDED_REPLY, reply
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ((262144, 261120, 261120, 0), (255 * 1024, 255 * 1024)),  # OpenSSH 9
+        ((1 << 20, 1 << 20, 64 * 1024, 0), (255 * 1024, 64 * 1024)),  # capped, each on its own
+        ((0, 0, 0, 0), (32 * 1024, 32 * 1024)),  # "no limit" is not a size
+        ((0, 16 * 1024, 16 * 1024, 0), (16 * 1024, 16 * 1024)),  # smaller than the base: obeyed
+        (None, (32 * 1024, 32 * 1024)),  # not OpenSSH
+    ],
+)
+def test_request_sizes_follow_what_the_server_states(limits, expected) -> None:
+    server = FakeLimitsServer(limits)
+    assert tuple(mlops_kit_sftp.request_sizes(server)) == expected
+    assert tuple(mlops_kit_sftp.request_sizes(server)) == expected
+    assert server.asked == 1  # once per connection
+
+
+class FakeUploadFile:
+    """What ``_new_remote_file`` yields, recording each call in ``events`` in order; a write
+    can be held until the test lets it go."""
+
+    def __init__(self, events: list[str], hold_first_write: threading.Event | None = None):
+        self.events = events
+        self.hold_first_write = hold_first_write
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.events.append("write-start")
+        if self.hold_first_write is not None:
+            assert self.hold_first_write.wait(10), "the test never let the write go"
+            self.hold_first_write = None
+        self.written += data
+        self.events.append("write-end")
+
+
+def upload_repository(remote: FakeUploadFile) -> mlops_kit_sftp.ReconnectingSFTPArtifactRepository:
+    """The store with its SFTP side replaced by ``remote`` (no connection is made)."""
+    repository = object.__new__(mlops_kit_sftp.ReconnectingSFTPArtifactRepository)
+
+    @contextmanager
+    def new_remote_file(_name: str, _path: str | None):
+        try:
+            yield remote
+        except BaseException as error:
+            remote.events.append(f"abandoned: {type(error).__name__}")
+            raise
+        remote.events.append("renamed into place")
+
+    repository._new_remote_file = new_remote_file  # type: ignore[method-assign]
+    return repository
+
+
+MIB = mlops_kit_sftp.STREAM_CHUNK_BYTES
+
+
+def test_a_streamed_upload_is_written_whole_then_renamed() -> None:
+    events: list[str] = []
+    remote = FakeUploadFile(events)
+    body = [bytes([i]) * (MIB // 3) for i in range(10)]
+
+    async def chunks():
+        for piece in body:
+            yield piece
+
+    asyncio.run(upload_repository(remote).log_artifact_from_async_stream(chunks(), "model.bin"))
+    assert bytes(remote.written) == b"".join(body)
+    assert events[-1] == "renamed into place"
+
+
+def test_the_body_keeps_arriving_while_a_write_runs() -> None:
+    events: list[str] = []
+    next_mib_arrived = threading.Event()
+    remote = FakeUploadFile(events, hold_first_write=next_mib_arrived)
+
+    async def chunks():
+        yield bytes(MIB)
+        next_mib_arrived.set()  # reached only if the first write does not hold up the body
+        events.append("second MiB asked for")
+        yield bytes(MIB)
+
+    asyncio.run(upload_repository(remote).log_artifact_from_async_stream(chunks(), "data.bin"))
+    assert events.index("second MiB asked for") < events.index("write-end")
+    assert len(remote.written) == 2 * MIB
+
+
+def test_a_lost_client_closes_the_file_only_after_the_running_write() -> None:
+    events: list[str] = []
+    let_write_go = threading.Event()
+    remote = FakeUploadFile(events, hold_first_write=let_write_go)
+
+    async def chunks():
+        yield bytes(MIB)
+        await asyncio.sleep(3600)  # the client stops sending
+
+    async def upload_then_hang_up() -> None:
+        task = asyncio.create_task(
+            upload_repository(remote).log_artifact_from_async_stream(chunks(), "data.bin")
+        )
+        while "write-start" not in events:
+            await asyncio.sleep(0.01)
+        task.cancel()  # the client is gone while the write runs
+        await asyncio.sleep(0.05)
+        let_write_go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(upload_then_hang_up())
+    assert events == ["write-start", "write-end", "abandoned: CancelledError"]

@@ -28,10 +28,11 @@ import stat
 import uuid
 from collections import deque
 from collections.abc import AsyncIterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from itertools import islice
 from queue import Queue
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import paramiko
 import pysftp
@@ -39,7 +40,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.artifact_repo import StreamUploadMixin
 from mlflow.store.artifact.sftp_artifact_repo import SFTPArtifactRepository
-from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, SFTPError, int64
+from paramiko.sftp import (
+    CMD_DATA,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_READ,
+    CMD_STATUS,
+    SFTPError,
+    int64,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -129,6 +138,7 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMix
                     # Writes go out without waiting for each reply; closing waits for them all
                     # (and raises if one failed).
                     remote.set_pipelined(True)
+                    remote.MAX_REQUEST_SIZE = request_sizes(sftp.sftp_client).write
                     yield remote
 
     def log_artifact_from_stream(
@@ -144,22 +154,34 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMix
         artifact_file_name: str,
         artifact_path: str | None = None,
     ) -> None:
-        # The blocking SFTP calls run in threads; the body keeps arriving meanwhile.
+        # The SFTP calls run in order on a thread of this upload's own, so the file is closed
+        # only after the write before it has ended, even when this task is cancelled meanwhile
+        # (a lost client). One write stays in flight while the next MiB of the body arrives.
         opened = self._new_remote_file(artifact_file_name, artifact_path)
-        remote = await asyncio.to_thread(opened.__enter__)
+        sftp_calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-kit-upload")
+        entered = sftp_calls.submit(opened.__enter__)
         try:
+            remote = await asyncio.wrap_future(entered)
+            writing: Future[Any] | None = None
             pending = bytearray()
             async for chunk in chunks:
                 pending += chunk
                 if len(pending) >= STREAM_CHUNK_BYTES:
-                    await asyncio.to_thread(remote.write, bytes(pending))
+                    if writing is not None:
+                        await asyncio.wrap_future(writing)
+                    writing = sftp_calls.submit(remote.write, bytes(pending))
                     pending.clear()
+            if writing is not None:
+                await asyncio.wrap_future(writing)
             if pending:
-                await asyncio.to_thread(remote.write, bytes(pending))
+                await asyncio.wrap_future(sftp_calls.submit(remote.write, bytes(pending)))
         except BaseException as error:  # a lost client or a failed write: no artifact
-            await asyncio.to_thread(opened.__exit__, type(error), error, error.__traceback__)
+            await asyncio.wrap_future(sftp_calls.submit(_abandon, opened, entered, error))
             raise
-        await asyncio.to_thread(opened.__exit__, None, None, None)
+        else:
+            await asyncio.wrap_future(sftp_calls.submit(opened.__exit__, None, None, None))
+        finally:
+            sftp_calls.shutdown(wait=False)
 
     def open_artifact_stream(self, artifact_path: str) -> tuple[int, Iterator[bytes]]:
         """The size of one artifact file and its bytes, read from SFTP as they are taken. The
@@ -180,7 +202,8 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMix
                 )
             remote = held.enter_context(sftp.sftp_client.open(remote_path, "rb"))
             size = attributes.st_size or 0
-            return size, _stream_file(remote, size, held.pop_all())
+            read_bytes = request_sizes(sftp.sftp_client).read
+            return size, _stream_file(remote, size, held.pop_all(), read_bytes)
         raise AssertionError("unreachable")  # for type checkers: the block returns or raises
 
     def list_artifacts(self, path: str | None = None) -> list[Any]:
@@ -199,15 +222,52 @@ PARTIAL_PREFIX = ".mlops-kit-partial-"
 
 # Bytes handed to one SFTP write of a streamed upload (MLflow's own stream chunk).
 STREAM_CHUNK_BYTES = 1024 * 1024
-# A streamed download keeps READS_IN_FLIGHT SFTP reads of READ_REQUEST_BYTES asked for and not
-# yet answered (OpenSSH's own sftp client keeps 64 of 32 KiB), so one download holds about 2 MiB
-# in memory however slow its client is.
-READ_REQUEST_BYTES = 32 * 1024
-READS_IN_FLIGHT = 64
+# Every SFTP server takes reads and writes of 32 KiB (paramiko's size, and OpenSSH's sftp
+# without the extension below). OpenSSH's server says it takes up to 255 KiB
+# (limits@openssh.com), and its own sftp client then sends that much per request. Fewer,
+# larger requests cost both ends less per byte: a proxied 1 GiB upload went from 127-151 to
+# 166-196 MiB/s, with a fifth less CPU in MLflow and a third less in the SFTP server; a
+# download, with READ_AHEAD_BYTES below, spent a third less CPU in MLflow.
+BASE_REQUEST_BYTES = 32 * 1024
+LARGEST_REQUEST_BYTES = 255 * 1024
+LIMITS_EXTENSION = "limits@openssh.com"
+# A streamed download keeps this many bytes of SFTP reads asked for and not yet answered, so one
+# download holds about 5 MiB in memory (with STREAM_CHUNK_BYTES) however slow its client is.
+# 16 reads of 255 KiB: with 8 (2 MiB, what OpenSSH's sftp keeps in flight) a 1 GiB download ran
+# at 104-129 MiB/s, with 16 at 149-163, with 32 at 146-152.
+READ_AHEAD_BYTES = 4 * 1024 * 1024
+
+
+class RequestSizes(NamedTuple):
+    read: int
+    write: int
+
+
+def request_sizes(client: Any) -> RequestSizes:
+    """The largest reads and writes to send to ``client``'s server (a paramiko SFTPClient),
+    asked once per connection."""
+    known = getattr(client, "_mlops_kit_request_sizes", None)
+    if known is None:
+        known = RequestSizes(BASE_REQUEST_BYTES, BASE_REQUEST_BYTES)
+        try:
+            kind, reply = client._request(CMD_EXTENDED, LIMITS_EXTENSION)
+        except (OSError, EOFError, SFTPError):
+            pass  # not OpenSSH (SSH_FX_OP_UNSUPPORTED): the base size
+        else:
+            if kind == CMD_EXTENDED_REPLY:
+                _packet, read, write = reply.get_int64(), reply.get_int64(), reply.get_int64()
+                known = RequestSizes(usable_request_bytes(read), usable_request_bytes(write))
+        client._mlops_kit_request_sizes = known
+    return known
+
+
+def usable_request_bytes(limit: int) -> int:
+    """The request size to use under a server's stated ``limit`` (0: it states none)."""
+    return min(limit, LARGEST_REQUEST_BYTES) if limit > 0 else BASE_REQUEST_BYTES
 
 
 class _PipelinedReader:
-    """Reads one remote file from one thread with up to ``READS_IN_FLIGHT`` requests in flight.
+    """Reads one remote file from one thread, ``READ_AHEAD_BYTES`` of requests in flight.
 
     paramiko's own read-ahead (``prefetch``, ``readv``, ``get``) sends its requests from a
     second thread, and its reply handler busy-waits for that thread to file each request: a
@@ -217,9 +277,11 @@ class _PipelinedReader:
     (``_async_response``).
     """
 
-    def __init__(self, remote: Any, size: int) -> None:
+    def __init__(self, remote: Any, size: int, request_bytes: int) -> None:
         self._remote = remote
         self._size = size
+        self._request_bytes = request_bytes
+        self.in_flight = max(1, READ_AHEAD_BYTES // request_bytes)
         self._replies: dict[int, tuple[int, Any]] = {}
 
     def _async_response(self, kind: int, message: Any, number: int) -> None:
@@ -227,17 +289,17 @@ class _PipelinedReader:
 
     def chunks(self) -> Iterator[bytes]:
         sftp = self._remote.sftp
-        offsets = iter(range(0, self._size, READ_REQUEST_BYTES))
+        offsets = iter(range(0, self._size, self._request_bytes))
         in_flight: deque[tuple[int, int, int]] = deque()
 
         def ask(offset: int) -> None:
-            length = min(READ_REQUEST_BYTES, self._size - offset)
+            length = min(self._request_bytes, self._size - offset)
             number = sftp._async_request(
                 self, CMD_READ, self._remote.handle, int64(offset), int(length)
             )
             in_flight.append((number, offset, length))
 
-        for offset in islice(offsets, READS_IN_FLIGHT):
+        for offset in islice(offsets, self.in_flight):
             ask(offset)
         while in_flight:
             number, offset, length = in_flight.popleft()
@@ -257,12 +319,15 @@ class _PipelinedReader:
             yield data
 
 
-def _stream_file(remote: Any, size: int, release: ExitStack) -> Iterator[bytes]:
-    """The bytes of ``remote`` (``size`` long) in pieces of about STREAM_CHUNK_BYTES; ``release``
-    is closed when they are all read or the iterator is closed."""
+def _stream_file(
+    remote: Any, size: int, release: ExitStack, request_bytes: int = BASE_REQUEST_BYTES
+) -> Iterator[bytes]:
+    """The bytes of ``remote`` (``size`` long, read ``request_bytes`` per request) in pieces of
+    about STREAM_CHUNK_BYTES; ``release`` is closed when they are all read or the iterator is
+    closed."""
     try:
         pending = bytearray()
-        for data in _PipelinedReader(remote, size).chunks():
+        for data in _PipelinedReader(remote, size, request_bytes).chunks():
             pending += data
             if len(pending) >= STREAM_CHUNK_BYTES:
                 yield bytes(pending)
@@ -287,6 +352,15 @@ def _whole(sftp: Any, remote_file: str) -> Iterator[str]:
         with suppress(Exception):  # the connection may be what failed
             sftp.remove(partial)
         raise
+
+
+def _abandon(opened: Any, entered: Future[Any], error: BaseException) -> None:
+    """End an upload without an artifact: close its remote file and remove the partial name, if
+    the file was opened at all (``entered`` ran before, on the same thread)."""
+    if entered.cancelled() or entered.exception() is not None:
+        return
+    with suppress(BaseException):  # the error itself comes back out of __exit__
+        opened.__exit__(type(error), error, error.__traceback__)
 
 
 def _put_whole(sftp: Any, local_file: str, remote_file: str) -> None:
