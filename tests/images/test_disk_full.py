@@ -94,6 +94,22 @@ def test_a_failed_artifact_upload_leaves_no_truncated_artifact(
     assert {a.path for a in client.list_artifacts(run)} == {"small.bin", "again.bin"}
 
 
+def test_an_upload_that_runs_out_of_space_in_its_last_bytes_is_refused_too(
+    client: MlflowClient, small_sftp: Sftp, tmp_path: Path
+) -> None:
+    # Only the file's last writes fail: the ones a client that pipelines its writes (paramiko)
+    # answers last, and would drop when it closes the file.
+    run = client.create_run(client.create_experiment("disk-full-at-the-end")).info.run_id
+    free = int(small_sftp.container.exec("df", "-B1", "--output=avail", "/data").split()[-1])
+    nearly = tmp_path / "nearly.bin"
+    nearly.write_bytes(os.urandom(free + 64 * 1024))
+    with pytest.raises(MlflowException, match="500"):
+        client.log_artifact(run, str(nearly))
+    assert client.list_artifacts(run) == []
+    on_disk = stored_files(small_sftp, "artifacts")
+    assert not [p for p in on_disk if p.endswith("nearly.bin")], on_disk  # partial names too
+
+
 @pytest.fixture
 def dvc_repo(small_sftp: Sftp, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     home = tmp_path / "home"

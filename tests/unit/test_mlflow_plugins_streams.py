@@ -296,3 +296,71 @@ def test_a_lost_client_closes_the_file_only_after_the_running_write() -> None:
 
     asyncio.run(upload_then_hang_up())
     assert events == ["write-start", "write-end", "abandoned: CancelledError"]
+
+
+class FakeWriteServer:
+    """An open remote file over a fake SFTP session that stores writes at their offsets and
+    answers them later, in a scrambled order; ``failing_from`` makes every write at or past
+    that offset fail, as on a full disk."""
+
+    def __init__(self, failing_from: int | None = None) -> None:
+        self.handle = b"h"
+        self.sftp = self
+        self.stored = bytearray()
+        self.failing_from = failing_from
+        self.waiting: dict[int, tuple[object, bool]] = {}
+        self.most_in_flight = 0
+        self.numbers = iter(range(10**9))
+
+    def _async_request(self, requester, command, handle, offset, data) -> int:
+        assert (command, handle) == (mlops_kit_sftp.CMD_WRITE, self.handle)
+        offset, data = int(offset), bytes(data)
+        failed = self.failing_from is not None and offset + len(data) > self.failing_from
+        if not failed:
+            self.stored[offset : offset + len(data)] = data
+        number = next(self.numbers)
+        self.waiting[number] = (requester, failed)
+        self.most_in_flight = max(self.most_in_flight, len(self.waiting))
+        return number
+
+    def _read_response(self) -> None:
+        number = max(self.waiting) if len(self.waiting) % 2 else min(self.waiting)
+        requester, failed = self.waiting.pop(number)
+        reply = paramiko.Message()
+        reply.add_int(paramiko.sftp.SFTP_FAILURE if failed else paramiko.sftp.SFTP_OK)
+        reply.add_string("Failure" if failed else "Success")
+        reply.rewind()
+        requester._async_response(mlops_kit_sftp.CMD_STATUS, reply, number)
+
+    def _convert_status(self, message) -> None:
+        if message.get_int() != paramiko.sftp.SFTP_OK:
+            raise OSError(message.get_text())
+
+
+@pytest.mark.parametrize("request_bytes", [32 * 1024, 255 * 1024])
+def test_every_write_is_answered_before_the_upload_counts_as_whole(request_bytes: int) -> None:
+    server = FakeWriteServer()
+    writer = mlops_kit_sftp._PipelinedWriter(server, request_bytes)
+    body = bytes(i % 253 for i in range(5 * MIB + 11))
+    for start in range(0, len(body), MIB):
+        writer.write(body[start : start + MIB])
+    writer.finish()
+    assert bytes(server.stored) == body
+    assert not server.waiting
+    assert server.most_in_flight * request_bytes <= max(
+        mlops_kit_sftp.WRITE_AHEAD_BYTES, request_bytes
+    )
+
+
+def test_a_write_that_fails_at_the_very_end_of_a_file_fails_the_upload() -> None:
+    size = 5 * MIB
+    server = FakeWriteServer(failing_from=size - 1)  # only the last request fails
+    writer = mlops_kit_sftp._PipelinedWriter(server, 255 * 1024)
+
+    def upload() -> None:
+        for _ in range(size // MIB):
+            writer.write(bytes(MIB))
+        writer.finish()
+
+    with pytest.raises(OSError, match="Failure"):
+        upload()

@@ -46,6 +46,7 @@ from paramiko.sftp import (
     CMD_EXTENDED_REPLY,
     CMD_READ,
     CMD_STATUS,
+    CMD_WRITE,
     SFTPError,
     int64,
 )
@@ -126,20 +127,21 @@ class ReconnectingSFTPArtifactRepository(SFTPArtifactRepository, StreamUploadMix
                     _put_whole(sftp, os.path.join(root, name), posixpath.join(remote_dir, name))
 
     @contextmanager
-    def _new_remote_file(self, artifact_file_name: str, artifact_path: str | None) -> Iterator[Any]:
-        """An open remote file that becomes the artifact when the block ends without error."""
+    def _new_remote_file(
+        self, artifact_file_name: str, artifact_path: str | None
+    ) -> Iterator[_PipelinedWriter]:
+        """A remote file to write that becomes the artifact when the block ends without error
+        (and every write has been confirmed)."""
         artifact_dir = posixpath.join(self.path, artifact_path) if artifact_path else self.path
         name = posixpath.basename(artifact_file_name)
         with self.pool.get_sftp_connection() as sftp:
             sftp.makedirs(artifact_dir)
             with _whole(sftp, posixpath.join(artifact_dir, name)) as partial:
-                remote = sftp.sftp_client.open(partial, "wb")
-                with remote:
-                    # Writes go out without waiting for each reply; closing waits for them all
-                    # (and raises if one failed).
-                    remote.set_pipelined(True)
-                    remote.MAX_REQUEST_SIZE = request_sizes(sftp.sftp_client).write
-                    yield remote
+                write_bytes = request_sizes(sftp.sftp_client).write
+                with sftp.sftp_client.open(partial, "wb") as remote:
+                    writer = _PipelinedWriter(remote, write_bytes)
+                    yield writer
+                    writer.finish()
 
     def log_artifact_from_stream(
         self, stream: BinaryIO, artifact_file_name: str, artifact_path: str | None = None
@@ -226,8 +228,8 @@ STREAM_CHUNK_BYTES = 1024 * 1024
 # without the extension below). OpenSSH's server says it takes up to 255 KiB
 # (limits@openssh.com), and its own sftp client then sends that much per request. Fewer,
 # larger requests cost both ends less per byte: a proxied 1 GiB upload went from 127-151 to
-# 166-196 MiB/s, with a fifth less CPU in MLflow and a third less in the SFTP server; a
-# download, with READ_AHEAD_BYTES below, spent a third less CPU in MLflow.
+# 140-175 MiB/s (CPU per GiB: MLflow 6.0 -> 5.0 s, the SFTP server 3.4 -> 2.3 s); a download,
+# with READ_AHEAD_BYTES below, spent a third less CPU in MLflow.
 BASE_REQUEST_BYTES = 32 * 1024
 LARGEST_REQUEST_BYTES = 255 * 1024
 LIMITS_EXTENSION = "limits@openssh.com"
@@ -236,6 +238,9 @@ LIMITS_EXTENSION = "limits@openssh.com"
 # 16 reads of 255 KiB: with 8 (2 MiB, what OpenSSH's sftp keeps in flight) a 1 GiB download ran
 # at 104-129 MiB/s, with 16 at 149-163, with 32 at 146-152.
 READ_AHEAD_BYTES = 4 * 1024 * 1024
+# An upload keeps at most this many bytes of SFTP writes sent and not yet answered, as a
+# download does with its reads.
+WRITE_AHEAD_BYTES = 4 * 1024 * 1024
 
 
 class RequestSizes(NamedTuple):
@@ -317,6 +322,61 @@ class _PipelinedReader:
             if following is not None:
                 ask(following)
             yield data
+
+
+class _PipelinedWriter:
+    """Writes one remote file from one thread, ``WRITE_AHEAD_BYTES`` of requests unanswered,
+    and checks every answer.
+
+    paramiko's own pipelined writes (``set_pipelined``) check the answers only while more than
+    100 are waiting, and its ``close`` drops the ones still waiting: a write that failed near
+    the end of a file (a full disk) went unnoticed, and the truncated file became the artifact.
+    """
+
+    def __init__(self, remote: Any, request_bytes: int) -> None:
+        self._remote = remote
+        self._request_bytes = request_bytes
+        self._in_flight = max(1, WRITE_AHEAD_BYTES // request_bytes)
+        self._unanswered: set[int] = set()
+        self._failure: BaseException | None = None
+        self._offset = 0
+
+    def _async_response(self, kind: int, message: Any, number: int) -> None:
+        self._unanswered.discard(number)
+        if self._failure is not None:
+            return
+        if kind != CMD_STATUS:
+            self._failure = SFTPError(f"unexpected reply {kind} to a write")
+            return
+        try:
+            self._remote.sftp._convert_status(message)  # raises on anything but OK
+        except (OSError, EOFError) as failure:
+            self._failure = failure
+
+    def _take_answer(self) -> None:
+        self._remote.sftp._read_response()  # reads one answer, hands it to its requester
+        if self._failure is not None:
+            raise self._failure
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        sftp = self._remote.sftp
+        for start in range(0, len(view), self._request_bytes):
+            piece = view[start : start + self._request_bytes]
+            while len(self._unanswered) >= self._in_flight:
+                self._take_answer()
+            number = sftp._async_request(
+                self, CMD_WRITE, self._remote.handle, int64(self._offset), piece
+            )
+            self._unanswered.add(number)
+            self._offset += len(piece)
+
+    def finish(self) -> None:
+        """Wait for every answer; raises if any write failed."""
+        while self._unanswered:
+            self._take_answer()
+        if self._failure is not None:
+            raise self._failure
 
 
 def _stream_file(
