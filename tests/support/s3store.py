@@ -7,6 +7,8 @@ its build context, so a changed store is rebuilt and an unchanged one is reused.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import json
 import os
 import secrets
 import subprocess
@@ -110,9 +112,13 @@ class S3Store:
 def bridge_gateway() -> str:
     """The Docker host's address on its default bridge: containers of every network reach
     ports published there, as they would reach a store elsewhere on the network."""
-    return docker(
-        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
-    ).stdout.strip()
+    config = json.loads(
+        docker("network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}").stdout
+    )[0]
+    # An engine that found its bridge already up records only the subnet; the bridge then has
+    # Docker's default address, the subnet's first (an empty address would publish on 0.0.0.0,
+    # which no container can reach).
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def start_s3store(
