@@ -88,32 +88,57 @@ class FakeReply:
         return self.data
 
 
-class FakeSftpFile:
-    """An open remote file over a fake SFTP session that answers reads in a scrambled order,
-    as a server may, and counts the reads in flight."""
+class ScramblingSession:
+    """A fake open remote file and its SFTP session (paramiko's ``_async_request`` and
+    ``_read_response``) that answers requests in a scrambled order, as a server may, and counts
+    the requests in flight. Subclasses say what a request does and how it is answered."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    command = 0
+
+    def __init__(self) -> None:
         self.handle = b"h"
         self.sftp = self
-        self.waiting: dict[int, tuple[object, int, int]] = {}
+        self.waiting: dict[int, tuple[object, object]] = {}
         self.most_in_flight = 0
         self.lengths: list[int] = []
         self.numbers = iter(range(10**9))
 
-    def _async_request(self, requester, command, handle, offset, length) -> int:
-        assert (command, handle) == (mlops_kit_sftp.CMD_READ, self.handle)
+    def _async_request(self, requester, command, handle, offset, argument) -> int:
+        assert (command, handle) == (self.command, self.handle)
         number = next(self.numbers)
-        self.waiting[number] = (requester, int(offset), int(length))
-        self.lengths.append(int(length))
+        self.waiting[number] = (requester, self.requested(int(offset), argument))
         self.most_in_flight = max(self.most_in_flight, len(self.waiting))
         return number
 
     def _read_response(self) -> None:
         number = max(self.waiting) if len(self.waiting) % 2 else min(self.waiting)
-        requester, offset, length = self.waiting.pop(number)
-        reply = FakeReply(self.data[offset : offset + length])
-        requester._async_response(mlops_kit_sftp.CMD_DATA, reply, number)
+        requester, request = self.waiting.pop(number)
+        kind, reply = self.answer(request)
+        requester._async_response(kind, reply, number)
+
+    def requested(self, offset: int, argument) -> object:
+        raise NotImplementedError
+
+    def answer(self, request) -> tuple[int, object]:
+        raise NotImplementedError
+
+
+class FakeSftpFile(ScramblingSession):
+    """A remote file to read."""
+
+    command = mlops_kit_sftp.CMD_READ
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+
+    def requested(self, offset: int, length) -> tuple[int, int]:
+        self.lengths.append(int(length))
+        return offset, int(length)
+
+    def answer(self, request: tuple[int, int]) -> tuple[int, object]:
+        offset, length = request
+        return mlops_kit_sftp.CMD_DATA, FakeReply(self.data[offset : offset + length])
 
 
 def stream(
@@ -298,39 +323,31 @@ def test_a_lost_client_closes_the_file_only_after_the_running_write() -> None:
     assert events == ["write-start", "write-end", "abandoned: CancelledError"]
 
 
-class FakeWriteServer:
-    """An open remote file over a fake SFTP session that stores writes at their offsets and
-    answers them later, in a scrambled order; ``failing_from`` makes every write at or past
-    that offset fail, as on a full disk."""
+class FakeWriteServer(ScramblingSession):
+    """A remote file to write that stores writes at their offsets; ``failing_from`` makes
+    every write at or past that offset fail, as on a full disk."""
+
+    command = mlops_kit_sftp.CMD_WRITE
 
     def __init__(self, failing_from: int | None = None) -> None:
-        self.handle = b"h"
-        self.sftp = self
+        super().__init__()
         self.stored = bytearray()
         self.failing_from = failing_from
-        self.waiting: dict[int, tuple[object, bool]] = {}
-        self.most_in_flight = 0
-        self.numbers = iter(range(10**9))
 
-    def _async_request(self, requester, command, handle, offset, data) -> int:
-        assert (command, handle) == (mlops_kit_sftp.CMD_WRITE, self.handle)
-        offset, data = int(offset), bytes(data)
+    def requested(self, offset: int, data) -> bool:
+        data = bytes(data)
+        self.lengths.append(len(data))
         failed = self.failing_from is not None and offset + len(data) > self.failing_from
         if not failed:
             self.stored[offset : offset + len(data)] = data
-        number = next(self.numbers)
-        self.waiting[number] = (requester, failed)
-        self.most_in_flight = max(self.most_in_flight, len(self.waiting))
-        return number
+        return failed
 
-    def _read_response(self) -> None:
-        number = max(self.waiting) if len(self.waiting) % 2 else min(self.waiting)
-        requester, failed = self.waiting.pop(number)
+    def answer(self, failed: bool) -> tuple[int, object]:
         reply = paramiko.Message()
         reply.add_int(paramiko.sftp.SFTP_FAILURE if failed else paramiko.sftp.SFTP_OK)
         reply.add_string("Failure" if failed else "Success")
         reply.rewind()
-        requester._async_response(mlops_kit_sftp.CMD_STATUS, reply, number)
+        return mlops_kit_sftp.CMD_STATUS, reply
 
     def _convert_status(self, message) -> None:
         if message.get_int() != paramiko.sftp.SFTP_OK:
@@ -347,6 +364,7 @@ def test_every_write_is_answered_before_the_upload_counts_as_whole(request_bytes
     writer.finish()
     assert bytes(server.stored) == body
     assert not server.waiting
+    assert max(server.lengths) <= request_bytes
     assert server.most_in_flight * request_bytes <= max(
         mlops_kit_sftp.WRITE_AHEAD_BYTES, request_bytes
     )
