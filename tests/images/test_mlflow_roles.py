@@ -202,6 +202,27 @@ def test_reader_cannot_change_artifacts(server: Server, shared: dict[str, str]) 
     assert get.content == b"quarterly numbers\n"
 
 
+def test_streamed_downloads_are_refused_to_whoever_may_not_read_the_run(
+    server: Server, shared: dict[str, str]
+) -> None:
+    """The image serves artifact downloads with routes of its own (mlops_kit_app/downloads.py),
+    on both of MLflow's paths: each is checked as MLflow's own endpoint was."""
+    tail = f"{shared['experiment_id']}/{shared['run_id']}/artifacts/report.txt"
+    secret = b"quarterly numbers"
+    for prefix in ("/api/2.0", "/ajax-api/2.0"):
+        url = f"{server.url}{prefix}/mlflow-artifacts/artifacts/{tail}"
+        allowed = server.call("bob", "GET", url.removeprefix(server.url))
+        assert allowed.content == secret + b"\n", prefix  # a reader may: the path is served
+        attempts = {
+            "no credentials": requests.get(url, timeout=60),
+            "a wrong password": requests.get(url, auth=("bob", "not-" + "x" * 20), timeout=60),
+            "the metrics account": server.call("metrics", "GET", url.removeprefix(server.url)),
+        }
+        for who, response in attempts.items():
+            assert response.status_code in (401, 403), f"{prefix}, {who}: {response.status_code}"
+            assert secret not in response.content, f"{prefix}, {who}"
+
+
 def test_editor_logs_into_shared_experiments_and_registers_models(
     server: Server, shared: dict[str, str], as_user
 ) -> None:
