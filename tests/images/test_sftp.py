@@ -6,10 +6,12 @@ stock OpenSSH `sftp` and `ssh` commands, against the real image run hardened und
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 from pathlib import Path
 
+import asyncssh
 import paramiko
 import pytest
 
@@ -196,20 +198,27 @@ def test_links_cannot_escape_the_area(sftp: Sftp) -> None:
     assert "escape" not in sftp.container.exec("ls", "/data/dvc").split()
 
 
-def openssh(sftp: Sftp, key: Path, *command: str, batch: str | None = None) -> str:
-    """The stock OpenSSH client, as a hostile user would use it."""
+def openssh(
+    sftp: Sftp,
+    key: Path,
+    *command: str,
+    batch: str | None = None,
+    options: tuple[str, ...] = (),
+) -> str:
+    """The stock OpenSSH client, as a hostile user would use it (``options``: more of its own)."""
     private = key.with_name(key.name + ".0600")
     private.write_bytes(key.read_bytes())
     private.chmod(0o600)
     key = private
-    options = [
-        "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+    # ssh keeps the first value given for an option, so the caller's come first.
+    flags = [
+        *options, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", str(key),
     ]  # fmt: skip
     if batch is not None:
-        args = ["sftp", *options, "-P", str(sftp.port), "-b", "-", "mlops@127.0.0.1"]
+        args = ["sftp", *flags, "-P", str(sftp.port), "-b", "-", "mlops@127.0.0.1"]
     else:
-        args = ["ssh", *options, "-p", str(sftp.port), "mlops@127.0.0.1", *command]
+        args = ["ssh", *flags, "-p", str(sftp.port), "mlops@127.0.0.1", *command]
     result = subprocess.run(
         args, input=batch or "", capture_output=True, text=True, timeout=60, check=False
     )
@@ -274,6 +283,32 @@ def test_stock_ssh_command_runs_no_shell(sftp: Sftp) -> None:
     output = openssh(sftp, sftp.writer.private, "cat /tmp/sftp/sshd_config; echo shell-ran")
     assert "shell-ran" not in output
     assert "HostKey" not in output
+
+
+def test_dvc_ssh_library_left_to_its_defaults_uses_aes_gcm(sftp: Sftp) -> None:
+    """asyncssh, DVC's SSH library, lists chacha20-poly1305 first, which costs it twice the CPU
+    of AES-GCM: the server not offering it is what makes `dvc push` and `pull` use AES-GCM."""
+
+    async def negotiated() -> set[str]:
+        async with asyncssh.connect(
+            "127.0.0.1", port=sftp.port, username="mlops", known_hosts=None, config=[],
+            client_keys=[str(sftp.writer.private)],
+        ) as connection:  # fmt: skip
+            async with connection.start_sftp_client() as session:
+                await session.listdir("/data/dvc")
+            return {connection.get_extra_info(f"{way}_cipher") for way in ("send", "recv")}
+
+    assert asyncio.run(negotiated()) <= {"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+
+
+def test_a_client_offering_only_chacha20_poly1305_is_refused(sftp: Sftp) -> None:
+    output = openssh(
+        sftp,
+        sftp.writer.private,
+        "true",
+        options=("-c", "chacha20-poly1305@openssh.com", "-o", "LogLevel=INFO"),
+    )
+    assert "no matching cipher found" in output, output
 
 
 def test_port_forwarding_is_refused(sftp: Sftp) -> None:
