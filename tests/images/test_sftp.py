@@ -311,6 +311,15 @@ def test_a_client_offering_only_chacha20_poly1305_is_refused(sftp: Sftp) -> None
     assert "no matching cipher found" in output, output
 
 
+def test_a_client_offering_only_aes_ctr_still_works(sftp: Sftp) -> None:
+    """paramiko before 3.5 has no AES-GCM: dropping chacha20-poly1305 must not lock it out."""
+    output = openssh(
+        sftp, sftp.writer.private, batch="ls /data/dvc\n", options=("-c", "aes128-ctr")
+    )
+    assert "no matching cipher" not in output
+    assert "ls /data/dvc" in output, output
+
+
 def test_port_forwarding_is_refused(sftp: Sftp) -> None:
     client = ssh_client(sftp)
     try:
