@@ -8,7 +8,10 @@ Unless MLFLOW_PRESIGNED_ARTIFACT_URLS is true, every artifact byte passes throug
 MLflow (3.17) otherwise hands clients presigned URLs of an s3:// destination (downloads of
 every size, uploads from 500 MB), which only work for clients that reach the store's endpoint
 under the server's own name for it, and hang elsewhere. Downloads from a store that can stream
-(sftp://) are sent while they are read (downloads.py)."""
+(sftp://) are sent while they are read (downloads.py).
+
+On PostgreSQL, a batch of metrics is written in two statements instead of MLflow's statement per
+key (metrics.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from mlops_kit_origins import guard_local_origins
 from mlops_kit_pool import limit_request_threads
 
 from .downloads import stream_artifact_downloads
+from .metrics import write_metrics_in_bulk
 
 PRESIGNED_URLS_SETTING = "MLFLOW_PRESIGNED_ARTIFACT_URLS"
 # MLflow's checks of what the artifact store supports, and the error each raises when it does not.
@@ -74,6 +78,7 @@ def keep_artifacts_proxied() -> None:
 
 def serve(app: Any) -> Any:
     keep_artifacts_proxied()
+    write_metrics_in_bulk()
     if not inspect.iscoroutinefunction(type(app).__call__):
         return app
     stream_artifact_downloads(app)
