@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlopskit.cluster.config import PROJECT_ADMIN_KUBECONFIG as PROJECT_ADMIN
 
-from tests.cluster.cluster_support import KUBECONFIG, Env, check_persistence, health
+from tests.cluster.cluster_support import Env, check_persistence, health
 from tests.e2e.e2e_support import REPO_ROOT, ansible_playbook, make, recap_changed
 
-PROJECT_ADMIN = KUBECONFIG.with_name("project-admin.kubeconfig")
 ENV = Env(name="cluster-openshift", namespace="mlops", release="mlops", kubeconfig=PROJECT_ADMIN)
 ADMIN = Env(name="cluster-openshift", namespace="mlops", release="mlops")
 UID_RANGE = range(1000690000, 1000700000)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -92,3 +95,40 @@ def test_the_node_keeps_to_its_own_addresses():
     assert kubelet["imageGCHighThresholdPercent"] == 100, "nothing could be pulled back"
     assert node.cni_config()["plugins"][0]["ipMasq"] is False, "pods must not reach out"
     assert Path(kubelet["resolvConf"]).parent == config.STATE_DIR
+
+
+def forward_loop(kubeconfig: Path) -> subprocess.Popen[bytes]:
+    """A loop shaped like a deploy's port-forward (its own session), whose command runs long."""
+    loop = 'while :; do "$@"; sleep 1; done'
+    command = ["sh", "-c", "sleep 600", "--kubeconfig", str(kubeconfig)]
+    return subprocess.Popen(
+        ["/bin/bash", "-c", loop, host.PORT_FORWARD_LOOP, *command], start_new_session=True
+    )
+
+
+def test_a_port_forward_loop_is_known_by_its_name_and_kubeconfig():
+    loop = ["/bin/bash", "-c", "while :; do ...", host.PORT_FORWARD_LOOP]
+    kubectl = ["/usr/bin/kubectl", "--kubeconfig", "/k/kubeconfig", "port-forward", "svc/x"]
+    assert host.forward_loop_kubeconfig([*loop, *kubectl]) == "/k/kubeconfig"
+    assert host.forward_loop_kubeconfig(kubectl) is None  # the kubectl itself: its group goes
+    assert host.forward_loop_kubeconfig([*loop, "/usr/bin/kubectl", "port-forward"]) is None
+    assert host.forward_loop_kubeconfig([*loop[:3], "other-loop", *kubectl]) is None
+    assert host.forward_loop_kubeconfig([*loop, "kubectl", "--kubeconfig"]) is None
+
+
+def test_the_launcher_names_its_loops_as_cluster_down_looks_for_them():
+    launcher = Path(__file__).parents[2] / "ansible/roles/mlops_kubernetes/vars/main.yml"
+    assert f'\n  {host.PORT_FORWARD_LOOP} "$@"' in launcher.read_text()
+
+
+def test_cluster_down_stops_only_the_port_forwards_into_this_cluster(tmp_path):
+    ours, theirs = forward_loop(tmp_path / "kubeconfig"), forward_loop(tmp_path / "other")
+    try:
+        assert host.stop_port_forwards([tmp_path / "kubeconfig"]) == 1
+        assert ours.wait(timeout=10) != 0
+        assert theirs.poll() is None, "a port-forward into another cluster was stopped"
+    finally:
+        for loop in (ours, theirs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(loop.pid, signal.SIGKILL)
+            loop.wait()

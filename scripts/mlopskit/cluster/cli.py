@@ -63,7 +63,7 @@ def running_profile() -> str | None:
 
 def write_kubeconfigs(profile: str) -> None:
     pki.write_kubeconfig(config.KUBECONFIG, "admin", "mlops-kit-admin")
-    project_admin = config.KUBECONFIG.with_name("project-admin.kubeconfig")
+    project_admin = config.PROJECT_ADMIN_KUBECONFIG
     if profile == "openshift":
         addons.project_admin_kubeconfig(project_admin)
     else:
@@ -136,6 +136,8 @@ def up(profile: str, *, switch: bool = False) -> None:
 def down(*, keep_kubeconfig: bool = False) -> None:
     _require_root()
     started = time.monotonic()
+    if stopped := host.stop_port_forwards((config.KUBECONFIG, config.PROJECT_ADMIN_KUBECONFIG)):
+        log(f"stopped {stopped} port-forward(s) into the cluster")
     for name in ("agent", "dnsmasq", "kube-proxy", "kubelet"):
         node.stop(name)
     if shutil.which("docker") and succeeds(["docker", "info"]):
@@ -158,7 +160,7 @@ def down(*, keep_kubeconfig: bool = False) -> None:
         shutil.rmtree(config.STATE_DIR)
     if not keep_kubeconfig:
         config.KUBECONFIG.unlink(missing_ok=True)
-        config.KUBECONFIG.with_name("project-admin.kubeconfig").unlink(missing_ok=True)
+        config.PROJECT_ADMIN_KUBECONFIG.unlink(missing_ok=True)
     log(f"cluster removed in {time.monotonic() - started:.0f}s")
 
 

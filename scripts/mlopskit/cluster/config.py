@@ -19,6 +19,8 @@ LOG_DIR = STATE_DIR / "logs"
 PKI_DIR = STATE_DIR / "pki"
 VOLUMES_DIR = STATE_DIR / "volumes"
 KUBECONFIG = REPO_ROOT / "build" / "cluster" / "kubeconfig"
+# The OpenShift-like profile's project admin (no cluster rights), beside it.
+PROJECT_ADMIN_KUBECONFIG = KUBECONFIG.with_name("project-admin.kubeconfig")
 ADMIN_KUBECONFIG = STATE_DIR / "admin.kubeconfig"
 
 NODE_NAME = "mlops-node"

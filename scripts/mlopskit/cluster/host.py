@@ -9,7 +9,10 @@ pods on their bridge: no pod traffic is forwarded anywhere else.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..shell import log, run, succeeds
@@ -19,6 +22,9 @@ SYSCTL_SAVED = config.STATE_DIR / "sysctl.saved.json"
 FORWARD_CHAIN = "MLOPS-CLUSTER-FWD"
 # Chains the kubelet, kube-proxy and CNI plugins create; removed at stop (never anyone else's).
 OWNED_CHAIN_PREFIXES = ("KUBE-", "CNI-", FORWARD_CHAIN)
+# The name ($0) of the port-forward loops a Kubernetes deploy starts
+# (ansible/roles/mlops_kubernetes/vars/main.yml: mlops_kubernetes_forward_launcher).
+PORT_FORWARD_LOOP = "mlops-kit-port-forward"
 
 
 def _sysctl_path(key: str) -> Path:
@@ -125,3 +131,44 @@ def unmount_under(root: Path) -> None:
     prefix = str(root).rstrip("/") + "/"
     for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         run(["umount", "-l", mount], check=False, quiet=True)
+
+
+def forward_loop_kubeconfig(argv: Sequence[str]) -> str | None:
+    """The kubeconfig of a deploy's port-forward loop (``bash -c LOOP mlops-kit-port-forward
+    kubectl --kubeconfig PATH ...``), or None when ``argv`` is not such a loop."""
+    if len(argv) < 4 or argv[1] != "-c" or argv[3] != PORT_FORWARD_LOOP:
+        return None
+    rest = list(argv[4:])
+    if "--kubeconfig" in rest[:-1]:
+        return rest[rest.index("--kubeconfig") + 1]
+    return None
+
+
+def _command_lines() -> Iterable[tuple[int, list[str]]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:  # gone meanwhile
+                continue
+            yield int(entry.name), [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def stop_port_forwards(kubeconfigs: Iterable[Path]) -> int:
+    """Stop the deploys' port-forward loops into this cluster (each with its kubectl: a loop is
+    the leader of its process group). Without the cluster they only retry, and the next cluster
+    on this machine would answer them on the same local ports as a later deploy's own."""
+    ours = {str(path.resolve()) for path in kubeconfigs}
+    stopped = 0
+    for pid, argv in _command_lines():
+        kubeconfig = forward_loop_kubeconfig(argv)
+        if kubeconfig is None or str(Path(kubeconfig).resolve()) not in ours:
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else os.kill(
+                pid, signal.SIGTERM
+            )
+        except ProcessLookupError:
+            continue
+        stopped += 1
+    return stopped
