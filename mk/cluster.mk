@@ -21,7 +21,7 @@ cluster-prebuild: $(VENV_STAMP)
 	@echo "cluster binaries: built or found in the background (log: build/cluster-build.log)"
 
 .PHONY: cluster-down
-cluster-down: $(VENV_STAMP) ## Stop the throwaway cluster, remove its state and restore the host settings it changed
+cluster-down: $(VENV_STAMP) ## Stop the throwaway cluster and the port-forwards into it, remove its state and restore the host settings it changed
 	$(MLOPSKIT) cluster down
 
 .PHONY: cluster-status
