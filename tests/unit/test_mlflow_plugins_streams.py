@@ -10,6 +10,7 @@ import sys
 import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import paramiko
 import pytest
@@ -382,3 +383,24 @@ def test_a_write_that_fails_at_the_very_end_of_a_file_fails_the_upload() -> None
 
     with pytest.raises(OSError, match="Failure"):
         upload()
+
+
+def test_sftp_sessions_open_on_a_channel_the_read_ahead_fits_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[dict[str, int]] = []
+
+    def from_transport(_transport: object, **sizes: int) -> str:
+        opened.append(sizes)
+        return "sftp client"
+
+    monkeypatch.setattr(paramiko.SFTPClient, "from_transport", from_transport)
+    connection = SimpleNamespace(_sftp_live=False, _sftp=None, _transport=object())
+    assert mlops_kit_sftp._with_wide_channel(connection) is connection
+    assert connection._sftp == "sftp client"
+    mlops_kit_sftp._with_wide_channel(connection)  # opened already: left as it is
+    [sizes] = opened
+    # The window: all answers asked for at once; a packet: one whole answer to a read (its
+    # data and the 13 bytes before it).
+    assert sizes["window_size"] >= mlops_kit_sftp.READ_AHEAD_BYTES
+    assert sizes["max_packet_size"] >= mlops_kit_sftp.LARGEST_REQUEST_BYTES + 13

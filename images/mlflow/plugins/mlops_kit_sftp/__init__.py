@@ -75,12 +75,26 @@ def _is_alive(connection: Any) -> bool:
     return transport is not None and transport.is_active()
 
 
+def _with_wide_channel(connection: Any) -> Any:
+    """``connection`` (pysftp) with its SFTP session opened on a channel of
+    CHANNEL_WINDOW_BYTES and CHANNEL_PACKET_BYTES; pysftp opens it with paramiko's defaults, at
+    first use."""
+    if not connection._sftp_live:
+        connection._sftp = paramiko.SFTPClient.from_transport(
+            connection._transport,
+            window_size=CHANNEL_WINDOW_BYTES,
+            max_packet_size=CHANNEL_PACKET_BYTES,
+        )
+        connection._sftp_live = True
+    return connection
+
+
 class _ReconnectingPool:
     def __init__(self, connections: list[Any], config: dict[str, Any]) -> None:
         self._config = config
         self._idle: Queue[Any] = Queue()
         for connection in connections:
-            self._idle.put(connection)
+            self._idle.put(_with_wide_channel(connection))
 
     @contextmanager
     def get_sftp_connection(self) -> Iterator[Any]:
@@ -92,7 +106,7 @@ class _ReconnectingPool:
                 )
                 with suppress(Exception):  # the old connection is already broken
                     connection.close()
-                connection = pysftp.Connection(**self._config)
+                connection = _with_wide_channel(pysftp.Connection(**self._config))
             yield connection
         finally:
             self._idle.put(connection)
@@ -241,6 +255,14 @@ READ_AHEAD_BYTES = 4 * 1024 * 1024
 # An upload keeps at most this many bytes of SFTP writes sent and not yet answered, as a
 # download does with its reads.
 WRITE_AHEAD_BYTES = 4 * 1024 * 1024
+# The SSH channel of each SFTP session (paramiko's defaults: a 2 MiB window, 32 KiB packets). A
+# window below READ_AHEAD_BYTES held the server's answers back until the reader had taken some;
+# 256 KiB packets carry a 255 KiB read answer in one packet instead of eight. A 1 GiB proxied
+# download here went from 110-134 to 140-193 MiB/s (window only: 112-154); uploads are bounded by
+# the server's own window and packets, and did not move. The window is only credit: no more than
+# READ_AHEAD_BYTES of answers are ever asked for.
+CHANNEL_WINDOW_BYTES = 2 * READ_AHEAD_BYTES
+CHANNEL_PACKET_BYTES = 256 * 1024
 
 
 class RequestSizes(NamedTuple):
