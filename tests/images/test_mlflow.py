@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlops_kit_sftp
 import psycopg2
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
+from mlops_kit_app.metrics import BUILT_LOG as BULK_METRICS_LOG
 
 from tests.images.conftest import (
     CORS_ALLOWED_ORIGIN,
@@ -88,6 +90,26 @@ def test_run_is_stored_in_postgres(logged_run: dict, postgres: Postgres) -> None
             (logged_run["run_id"],),
         )
         assert cur.fetchall() == [("0.5", 0.25)]
+
+
+def test_the_server_writes_metrics_in_bulk(logged_run: dict, mlflow_server: Mlflow) -> None:
+    # logged_run logged a metric: the worker that took it built its store with the bulk writes.
+    assert BULK_METRICS_LOG in mlflow_server.container.logs()
+
+
+def test_the_servers_sftp_sessions_open_on_the_wide_channel(mlflow_server: Mlflow) -> None:
+    """The window and packets mlops_kit_sftp asks for, read from a session of the real image."""
+    script = (
+        "import os\n"
+        "from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository\n"
+        "repo = get_artifact_repository(os.environ['MLFLOW_ARTIFACTS_DESTINATION'])\n"
+        "with repo.pool.get_sftp_connection() as connection:\n"
+        "    channel = connection._sftp.sock\n"
+        "    print(channel.in_window_size, channel.in_max_packet_size)\n"
+    )
+    window, packet = mlflow_server.container.exec("python3", "-c", script).split()
+    assert int(window) == mlops_kit_sftp.CHANNEL_WINDOW_BYTES
+    assert int(packet) == mlops_kit_sftp.CHANNEL_PACKET_BYTES
 
 
 def test_proxied_artifact_lands_on_sftp_byte_for_byte(logged_run: dict, sftp: Sftp) -> None:

@@ -16,8 +16,14 @@ import pytest
 import sqlalchemy
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlops_kit_app.metrics import BulkMetricWrites, with_bulk_metric_writes, write_metrics_in_bulk
+from mlops_kit_app.metrics import (
+    COLUMNS,
+    BulkMetricWrites,
+    with_bulk_metric_writes,
+    write_metrics_in_bulk,
+)
 
 from tests.images.conftest import Postgres
 
@@ -150,6 +156,8 @@ def test_bulk_writes_send_two_statements_and_no_update(stores: tuple[Any, Any]) 
         (Metric("loss", "not a number", 1, 0), "metrics[1].value"),  # type: ignore[arg-type]
         (Metric("loss", 1.0, 1, None), "metrics[1].step"),  # type: ignore[arg-type]
         (Metric("../loss", 1.0, 1, 0), "Invalid value"),
+        # A hostile key: refused as text, never run as SQL (the table is still there after).
+        (Metric("x', 0, 0, 0, false, 'y'); DROP TABLE metrics; --", 1.0, 1, 0), "Invalid value"),
     ],
 )
 def test_bad_metrics_raise_what_mlflow_raises(
@@ -217,3 +225,9 @@ def test_the_server_builds_its_postgresql_store_with_bulk_writes(
         assert type(store).__mro__.count(BulkMetricWrites) == 1
     finally:
         store.engine.dispose()
+
+
+def test_the_bulk_writes_send_every_column_of_mlflows_metric_tables() -> None:
+    # A column MLflow adds must be seen here: the bulk INSERTs name their columns.
+    for table in (SqlMetric.__table__, SqlLatestMetric.__table__):
+        assert sorted(COLUMNS) == sorted(column.name for column in table.columns), table.name

@@ -165,9 +165,7 @@ def stop_port_forwards(kubeconfigs: Iterable[Path]) -> int:
         if kubeconfig is None or str(Path(kubeconfig).resolve()) not in ours:
             continue
         try:
-            os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else os.kill(
-                pid, signal.SIGTERM
-            )
+            os.killpg(pid, signal.SIGTERM)  # the loop leads its group (setsid)
         except ProcessLookupError:
             continue
         stopped += 1

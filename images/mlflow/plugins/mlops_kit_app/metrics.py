@@ -14,6 +14,7 @@ MLflow's: nothing about durability changes. Other databases keep MLflow's code.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ ROWS_PER_STATEMENT = 1000
 COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 # Set on what this module made, so that installing it twice changes nothing.
 MARK = "writes_metrics_in_bulk"
+# What a worker logs when it has built its tracking store with the bulk writes.
+BUILT_LOG = "mlops_kit_app.metrics: tracking store with bulk metric writes"
 
 
 def metric_rows(store: Any, run_id: str, metrics: Sequence[Any]) -> list[dict[str, Any]]:
@@ -98,8 +101,9 @@ def write_metrics(session: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     latest = SqlLatestMetric.__tablename__
+    primary_key = ", ".join(column.name for column in SqlLatestMetric.__table__.primary_key)
     raise_latest = (
-        "(key, run_uuid) DO UPDATE SET "
+        f"({primary_key}) DO UPDATE SET "
         + ", ".join(f"{column} = EXCLUDED.{column}" for column in LATEST_VALUE_COLUMNS)
         + f" WHERE (EXCLUDED.step, EXCLUDED.timestamp, EXCLUDED.value)"
         f" > ({latest}.step, {latest}.timestamp, {latest}.value)"
@@ -149,22 +153,22 @@ def with_bulk_metric_writes(store_class: type) -> type:
 
 
 def write_metrics_in_bulk() -> None:
-    """Make the server's PostgreSQL tracking stores write metrics in bulk: its registry keeps
-    building the store as MLflow does (workspaces, read replica), and the store it returns
-    gets the bulk writes. A store already built is changed in place."""
+    """Make the server's PostgreSQL tracking store write metrics in bulk: its registry keeps
+    building the store as MLflow does (workspaces, read replica), and the store it returns gets
+    the bulk writes. Called by the app factory of each worker, before MLflow builds its store
+    (at the first request); the store says so in the log when it is built."""
     from mlflow.server import handlers
 
     registry = handlers._tracking_store_registry
     build = registry.get_store_builder(f"{POSTGRESQL}://")
-    if not getattr(build, MARK, False):
+    if getattr(build, MARK, False):
+        return
 
-        def build_store(store_uri: str, artifact_uri: str | None = None) -> Any:
-            store = build(store_uri, artifact_uri)
-            store.__class__ = with_bulk_metric_writes(type(store))
-            return store
-
-        setattr(build_store, MARK, True)
-        registry.register(POSTGRESQL, build_store)
-    store = handlers._tracking_store
-    if store is not None and getattr(store, "db_type", None) == POSTGRESQL:
+    def build_store(store_uri: str, artifact_uri: str | None = None) -> Any:
+        store = build(store_uri, artifact_uri)
         store.__class__ = with_bulk_metric_writes(type(store))
+        print(f"{BUILT_LOG}: {type(store).__name__}", file=sys.stderr, flush=True)
+        return store
+
+    setattr(build_store, MARK, True)
+    registry.register(POSTGRESQL, build_store)
