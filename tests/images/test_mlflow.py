@@ -491,8 +491,8 @@ def test_wait_schema_holds_the_server_until_a_migration_elsewhere_finishes(
                           command=["wait-schema"])  # fmt: skip
     deadline = time.monotonic() + 120
     while "waiting for the schema migration" not in waiting.logs():
-        assert waiting.inspect()["State"]["Status"] == "running", waiting.logs()
-        assert time.monotonic() < deadline, waiting.logs()
+        assert waiting.inspect()["State"]["Status"] == "running", waiting.log_tail()
+        assert time.monotonic() < deadline, waiting.log_tail()
         time.sleep(1)
     assert "tracking at none (head " in waiting.logs()
     # A client holding a session on the tracking database counts as another session.
@@ -509,7 +509,7 @@ def test_wait_schema_holds_the_server_until_a_migration_elsewhere_finishes(
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     assert "other sessions on the databases while migrating: 1" in migrated.stderr
     exit_code = docker("wait", waiting.name, timeout=120).stdout.strip()
-    assert exit_code == "0", waiting.logs()
+    assert exit_code == "0", waiting.log_tail()
     assert "both schemas are at this MLflow's head" in waiting.logs()
     # Alone on the databases, the next migration counts none (the waiting polls never count).
     again = sandbox.run_to_exit(

@@ -62,13 +62,19 @@ class Container:
             if state.get("Health", {}).get("Status") == "healthy":
                 return
             if state["Status"] == "exited":
-                raise AssertionError(f"{self.name} exited {state['ExitCode']}:\n{self.logs()}")
+                raise AssertionError(f"{self.name} exited {state['ExitCode']}:\n{self.log_tail()}")
             time.sleep(1)
-        raise AssertionError(f"{self.name} not healthy after {timeout}s:\n{self.logs()}")
+        raise AssertionError(f"{self.name} not healthy after {timeout}s:\n{self.log_tail()}")
 
     def logs(self) -> str:
+        """Everything the container wrote: a check that a line is (or a secret is not) there
+        must see all of it."""
         result = docker("logs", self.name, check=False)
-        return (result.stdout + result.stderr)[-4000:]
+        return result.stdout + result.stderr
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the logs, for a failure message."""
+        return self.logs()[-chars:]
 
     def exec(self, *command: str) -> str:
         return docker("exec", self.name, *command).stdout

@@ -100,13 +100,15 @@ class S3Store:
         while time.monotonic() < deadline:
             state = self.container.inspect()["State"]
             if state["Status"] == "exited":
-                raise AssertionError(f"the S3 store exited:\n{self.container.logs()}")
+                raise AssertionError(f"the S3 store exited:\n{self.container.log_tail()}")
             try:
                 requests.get(self.url, timeout=2)
                 return
             except (requests.ConnectionError, requests.Timeout, AssertionError, IndexError):
                 time.sleep(0.5)
-        raise AssertionError(f"the S3 store did not answer in {timeout}s:\n{self.container.logs()}")
+        raise AssertionError(
+            f"the S3 store did not answer in {timeout}s:\n{self.container.log_tail()}"
+        )
 
 
 def bridge_gateway() -> str:
