@@ -112,6 +112,35 @@ def test_the_servers_sftp_sessions_open_on_the_wide_channel(mlflow_server: Mlflo
     assert int(packet) == mlops_kit_sftp.CHANNEL_PACKET_BYTES
 
 
+SERVING_PROCESSES_SCRIPT = """
+import glob, os
+processes = {}
+for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+    if cmdline == f"/proc/{os.getpid()}/cmdline":
+        continue  # this script, whose own text names what it looks for
+    try:
+        args = open(cmdline, "rb").read().replace(b"\\0", b" ").decode()
+        maps = open(cmdline[: -len("cmdline")] + "maps").read()
+    except OSError:
+        continue
+    processes[args] = maps
+# uvicorn serves in its own process with one worker, else in the workers it spawns.
+workers = [maps for args, maps in processes.items() if "spawn_main" in args]
+serving = workers or [maps for args, maps in processes.items() if "-m uvicorn" in args]
+print(len(serving), sum("/uvloop/" in m and "/httptools/" in m for m in serving))
+"""
+
+
+def test_the_server_runs_on_uvicorns_c_event_loop_and_http_parser(
+    mlflow_server: Mlflow,
+) -> None:
+    """uvloop and httptools (the image's requirements) are what uvicorn picked in each worker."""
+    found = mlflow_server.container.exec("python3", "-c", SERVING_PROCESSES_SCRIPT)
+    serving, on_both = found.split()
+    assert int(serving) > 0, "no uvicorn process found"
+    assert on_both == serving
+
+
 def test_proxied_artifact_lands_on_sftp_byte_for_byte(logged_run: dict, sftp: Sftp) -> None:
     run_dir = f"/data/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}"
     path = f"{run_dir}/artifacts/weights.bin"
