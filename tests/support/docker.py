@@ -103,7 +103,20 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.network = f"{self.prefix}-net"
+        self._remove_leftovers()
         docker("network", "create", self.network)
+
+    def _remove_leftovers(self) -> None:
+        """Remove what an interrupted run under the same prefix left: a fixed prefix would
+        otherwise reuse its volumes (a store's stale state) or fail on its network."""
+        start = f"{self.prefix}-"
+        found = docker("ps", "--all", "--format", "{{.Names}}").stdout.split()
+        if containers := [name for name in found if name.startswith(start)]:
+            docker("rm", "--force", "--volumes", *containers)
+        found = docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+        if volumes := [name for name in found if name.startswith(start)]:
+            docker("volume", "rm", "--force", *volumes)
+        docker("network", "rm", self.network, check=False)
 
     def volume(self, name: str, *options: str) -> str:
         """A named volume; ``options`` go to `docker volume create` (e.g. a sized tmpfs)."""
