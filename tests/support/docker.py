@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # The flags OpenShift's restricted-v2 SCC imposes, applied on Docker too.
@@ -94,35 +94,33 @@ class Container:
 
 @dataclass
 class Sandbox:
-    """Names everything it creates with one prefix and removes all of it at the end."""
+    """Names everything it creates with one prefix, and removes everything with that prefix
+    before it starts and at the end."""
 
     prefix: str
     network: str = ""
-    containers: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.network = f"{self.prefix}-net"
-        self._remove_leftovers()
+        # What an interrupted run under a fixed prefix left: its volumes would carry a store's
+        # stale state into this run, and its network would refuse to be created again.
+        self._remove_all(check=True)
         docker("network", "create", self.network)
 
-    def _remove_leftovers(self) -> None:
-        """Remove what an interrupted run under the same prefix left: a fixed prefix would
-        otherwise reuse its volumes (a store's stale state) or fail on its network."""
+    def _remove_all(self, *, check: bool) -> None:
         start = f"{self.prefix}-"
         found = docker("ps", "--all", "--format", "{{.Names}}").stdout.split()
         if containers := [name for name in found if name.startswith(start)]:
-            docker("rm", "--force", "--volumes", *containers)
+            docker("rm", "--force", "--volumes", *containers, check=check)
         found = docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
         if volumes := [name for name in found if name.startswith(start)]:
-            docker("volume", "rm", "--force", *volumes)
+            docker("volume", "rm", "--force", *volumes, check=check)
         docker("network", "rm", self.network, check=False)
 
     def volume(self, name: str, *options: str) -> str:
         """A named volume; ``options`` go to `docker volume create` (e.g. a sized tmpfs)."""
         full = f"{self.prefix}-{name}"
         docker("volume", "create", *options, full)
-        self.volumes.append(full)
         return full
 
     def run(
@@ -155,7 +153,6 @@ class Sandbox:
             args += ["--volume", mount]
         for port in publish:
             args += ["--publish", f"{publish_address}::{port}"]
-        self.containers.append(full)
         docker(*args, image, *command)
         return Container(full, uid)
 
@@ -184,11 +181,7 @@ class Sandbox:
         return docker(*args, image, *command, check=False, timeout=timeout)
 
     def destroy(self) -> None:
-        if self.containers:
-            docker("rm", "--force", "--volumes", *self.containers, check=False)
-        if self.volumes:
-            docker("volume", "rm", "--force", *self.volumes, check=False)
-        docker("network", "rm", self.network, check=False)
+        self._remove_all(check=False)
 
 
 def secret_dir(path: Path, values: dict[str, str]) -> Path:
