@@ -1,7 +1,8 @@
 """The server app of the image: MLflow's own (`mlflow.app` entry point `mlops-kit`), or basic
 auth with the kit's roles (`mlops-kit-auth`, mlops_kit_auth), each wrapped by the kit's ASGI
 guards: at most pool + overflow - 1 requests per worker (mlops_kit_pool), and no more for pages
-on localhost than for any foreign page (mlops_kit_origins). A WSGI app (gunicorn) stays as it
+on localhost than for any foreign page (mlops_kit_origins); request bodies reach it in pieces of
+1 MiB, not of 64 KiB (bodies.py). A WSGI app (gunicorn) stays as it
 is: the image always serves with uvicorn, MLflow's default.
 
 Unless MLFLOW_PRESIGNED_ARTIFACT_URLS is true, every artifact byte passes through the server:
@@ -23,6 +24,7 @@ from typing import Any
 from mlops_kit_origins import guard_local_origins
 from mlops_kit_pool import limit_request_threads
 
+from .bodies import join_request_bodies
 from .downloads import stream_artifact_downloads
 from .metrics import write_metrics_in_bulk
 
@@ -82,7 +84,7 @@ def serve(app: Any) -> Any:
     if not inspect.iscoroutinefunction(type(app).__call__):
         return app
     stream_artifact_downloads(app)
-    return guard_local_origins(limit_request_threads(app))
+    return join_request_bodies(guard_local_origins(limit_request_threads(app)))
 
 
 def create_app() -> Any:
