@@ -55,7 +55,9 @@ def conditions(args, env_name: str, person: str, started: datetime.datetime) -> 
         f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.machine()}, "
         f"MLflow {mlflow.__version__}, load average at start {load}.",
         f"Tracking: `log_batch` of {tracking.BATCH} metrics, each client in its own run, "
-        f"{args.seconds:g} s per point; ratio = this stack ÷ reference; goals: issue 14. "
+        f"{args.seconds:g} s per point; artifacts: the median of {artifacts.REPEATS} turns each "
+        f"way, proxied and raw taking turns at going first; ratio = this stack ÷ reference; "
+        f"goals: issue 14. "
         f"Areas skipped: {args.skip or 'none'}.",
     ]
 
