@@ -243,6 +243,109 @@ def test_only_allowed_host_headers_are_served(mlflow_server: Mlflow) -> None:
     assert status("evil.example.com") == 403
 
 
+def status_with_hosts(server: Mlflow, hosts: list[str]) -> bytes:
+    """The status line of an authenticated search sent with these Host headers, in order."""
+    token = base64.b64encode(":".join(server.auth).encode()).decode()
+    head = "".join(f"Host: {host}\r\n" for host in hosts)
+    request = (
+        f"GET /api/2.0/mlflow/experiments/search?max_results=1 HTTP/1.1\r\n{head}"
+        f"Authorization: Basic {token}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.container.host_port(5000))) as raw:
+        raw.settimeout(10)
+        raw.sendall(request.encode())
+        answer = b""
+        while data := raw.recv(65536):
+            answer += data
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("order", ["foreign-first", "foreign-last"])
+def test_a_second_host_header_cannot_slip_past_the_host_check(
+    mlflow_server: Mlflow, order: str
+) -> None:
+    """A proxy may route by one Host header while the server checks another (DNS rebinding
+    through a shared front end): with a foreign name among two, the request is refused."""
+    allowed, foreign = "mlflow.example.com", "evil.example.com"
+    assert status_with_hosts(mlflow_server, [allowed]).endswith(b" 200 OK")  # the probe works
+    hosts = [foreign, allowed] if order == "foreign-first" else [allowed, foreign]
+    status = status_with_hosts(mlflow_server, hosts)
+    assert status.split(b" ")[1] in (b"400", b"403"), status
+
+
+def smuggling_request(framing: str, smuggled: bytes) -> bytes:
+    """A request to /health whose body, read by its Transfer-Encoding (or its first
+    Content-Length), ends before ``smuggled``; read by its (last) Content-Length, holds it.
+    ``framing`` names the ambiguity; "pipelined" has none: ``smuggled`` follows as a request."""
+    if framing == "pipelined":  # no ambiguity: a body-less request, then the next one
+        body = smuggled
+        headers = ["Content-Length: 0"]
+    elif framing == "two-cl":  # the first length says no body: the hidden request comes next
+        body = smuggled
+        headers = ["Content-Length: 0", f"Content-Length: {len(body)}"]
+    else:  # chunked, the body ends before the hidden request
+        body = b"0\r\n\r\n" + smuggled
+        length = f"Content-Length: {len(body)}"
+        headers = {
+            "cl-and-te": [length, "Transfer-Encoding: chunked"],
+            "te-and-cl": ["Transfer-Encoding: chunked", length],
+            "te-padded": [length, "Transfer-Encoding : chunked"],
+            "te-listed": [length, "Transfer-Encoding: identity, chunked"],
+            "te-tab": [length, "Transfer-Encoding:\tchunked"],
+        }[framing]
+    head = "\r\n".join(["POST /health HTTP/1.1", "Host: 127.0.0.1", *headers])
+    return head.encode() + b"\r\n\r\n" + body
+
+
+def send_with_hidden_request(server: Mlflow, framing: str) -> tuple[bytes, str]:
+    """Send a request with a hidden "create experiment" (valid credentials, so that running it
+    would show); the answers on the connection and the experiment's name."""
+    name = f"smuggled-{framing}-{uuid.uuid4().hex[:8]}"
+    token = base64.b64encode(":".join(server.auth).encode()).decode()
+    payload = json.dumps({"name": name}).encode()
+    hidden = (
+        f"POST /api/2.0/mlflow/experiments/create HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Basic {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode() + payload
+    answers = b""
+    with socket.create_connection(("127.0.0.1", server.container.host_port(5000))) as raw:
+        raw.settimeout(5)
+        raw.sendall(smuggling_request(framing, hidden))
+        try:
+            while data := raw.recv(65536):
+                answers += data
+        except TimeoutError:
+            pass  # the connection stayed open: every answer has come by now
+    return answers, name
+
+
+def test_the_probe_sees_a_hidden_request_that_runs(
+    mlflow_server: Mlflow, client: MlflowClient
+) -> None:
+    """The check below can fail: the same request sent plainly after a body-less one (HTTP
+    pipelining, nothing ambiguous) runs, and the probe sees both its answer and its
+    experiment."""
+    answers, name = send_with_hidden_request(mlflow_server, "pipelined")
+    assert answers.count(b"HTTP/1.1 ") == 2, answers.decode(errors="replace")
+    assert client.get_experiment_by_name(name) is not None
+
+
+@pytest.mark.parametrize(
+    "framing", ["cl-and-te", "te-and-cl", "two-cl", "te-padded", "te-listed", "te-tab"]
+)
+def test_a_request_hidden_in_an_ambiguous_body_is_never_run(
+    mlflow_server: Mlflow, client: MlflowClient, framing: str
+) -> None:
+    """Request smuggling, as through a proxy that frames a body one way while the server frames
+    it the other: the hidden request must not run. The server may refuse the whole request or
+    read the hidden one as body; it may not answer it."""
+    answers, name = send_with_hidden_request(mlflow_server, framing)
+    assert answers.count(b"HTTP/1.1 ") <= 1, answers.decode(errors="replace")
+    assert b"experiment_id" not in answers, answers.decode(errors="replace")
+    assert client.get_experiment_by_name(name) is None
+
+
 @pytest.mark.parametrize("origin", HOSTILE_ORIGINS)
 def test_a_foreign_page_cannot_act_with_the_users_credentials(
     mlflow_server: Mlflow, origin: str
