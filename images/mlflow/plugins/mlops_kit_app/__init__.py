@@ -1,8 +1,8 @@
 """The server app of the image: MLflow's own (`mlflow.app` entry point `mlops-kit`), or basic
 auth with the kit's roles (`mlops-kit-auth`, mlops_kit_auth), each wrapped by the kit's ASGI
 guards: at most pool + overflow - 1 requests per worker (mlops_kit_pool), and no more for pages
-on localhost than for any foreign page (mlops_kit_origins); request bodies reach it in pieces of
-1 MiB, not of 64 KiB (bodies.py). A WSGI app (gunicorn) stays as it
+on localhost than for any foreign page (mlops_kit_origins); request bodies reach it joined into
+large pieces (bodies.py). A WSGI app (gunicorn) stays as it
 is: the image always serves with uvicorn, MLflow's default.
 
 Unless MLFLOW_PRESIGNED_ARTIFACT_URLS is true, every artifact byte passes through the server:

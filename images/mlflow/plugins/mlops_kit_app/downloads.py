@@ -9,12 +9,6 @@ come. Any other store gets MLflow's own endpoint.
 
 The routes go in front of MLflow's identical ones, inside the FastAPI app: the auth middleware
 around the app checks them exactly as it checks MLflow's (by path and method).
-
-A thread of the download's own reads the next pieces from SFTP while the event loop sends the
-one before (``read_ahead``); handed to Starlette as they are, the pieces were read by its thread
-pool one at a time, only when the piece before had been sent. Measured alone (with 4 MiB of SFTP
-reads ahead) it moved a 1 GiB download from 176-179 to 184-188 MiB/s, within the noise here;
-what moved downloads was asking for more reads ahead (mlops_kit_sftp.READ_AHEAD_BYTES).
 """
 
 from __future__ import annotations
@@ -22,60 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import suppress
 from typing import Any
 
 DOWNLOAD_PATHS = (
     "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
     "/ajax-api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
 )
-# Pieces (of mlops_kit_sftp.STREAM_CHUNK_BYTES, 1 MiB) read and not yet sent, per download.
-READ_AHEAD_PIECES = 4
-_END = object()
-
-
-async def read_ahead(
-    pieces: Iterator[bytes], depth: int = READ_AHEAD_PIECES
-) -> AsyncIterator[bytes]:
-    """The items of ``pieces`` (a blocking iterator), taken from it by a thread of their own at
-    most ``depth`` ahead of the consumer. ``pieces`` is closed in that thread when it ends, fails
-    or the consumer stops early (a client gone: the pooled SFTP connection goes back)."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Queue[Any] = asyncio.Queue()
-    room = threading.Semaphore(depth)
-    stopped = threading.Event()
-
-    def hand_over(item: Any) -> None:
-        with suppress(RuntimeError):  # the event loop has closed: nobody is waiting
-            loop.call_soon_threadsafe(ready.put_nowait, item)
-
-    def produce() -> None:
-        try:
-            for piece in pieces:
-                room.acquire()
-                if stopped.is_set():
-                    return
-                hand_over(piece)
-            hand_over(_END)
-        except BaseException as error:  # handed to the consumer, raised there
-            hand_over(error)
-        finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
-
-    threading.Thread(target=produce, name="mlops-kit-download", daemon=True).start()
-    try:
-        while (item := await ready.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            room.release()
-            yield item
-    finally:
-        stopped.set()
-        room.release()  # a producer waiting for room wakes up, sees the stop and ends
 
 
 def stream_artifact_downloads(app: Any) -> bool:
@@ -117,7 +63,7 @@ def stream_artifact_downloads(app: Any) -> bool:
             )
         name = posixpath.basename(path)
         return StreamingResponse(
-            read_ahead(chunks),
+            chunks,
             headers={
                 "Content-Type": _guess_mime_type(name),
                 "Content-Disposition": stock._content_disposition(name),

@@ -248,12 +248,13 @@ BASE_REQUEST_BYTES = 32 * 1024
 LARGEST_REQUEST_BYTES = 255 * 1024
 LIMITS_EXTENSION = "limits@openssh.com"
 # A streamed download keeps this many bytes of SFTP reads asked for and not yet answered, so one
-# download holds about 13 MiB in memory (with the pieces read ahead in mlops_kit_app.downloads)
-# however slow its client is. 32 reads of 255 KiB: with 8 (2 MiB, what OpenSSH's sftp keeps in
-# flight) a 1 GiB download ran at 104-129 MiB/s, with 16 at 149-163. Read in the image by a
-# consumer that spends 4 ms on each MiB (250 MiB/s, about what the HTTP side sends): 124-130
-# MiB/s with 4 MiB ahead, 191-211 with 8, 131-154 with 16; reading alone, 176-226 with 4 MiB
-# and 350-525 with 8. The reads ahead must cover the time the consumer is away.
+# download holds about 9 MiB in memory (with STREAM_CHUNK_BYTES) however slow its client is.
+# 32 reads of 255 KiB: with 8 (2 MiB, what OpenSSH's sftp keeps in flight) a 1 GiB download ran
+# at 104-129 MiB/s, with 16 at 149-163. Read in the image by a consumer that spends 4 ms on each
+# MiB (about what the HTTP side takes): 124-130 MiB/s with 4 MiB ahead, 191-211 with 8, 131-154
+# with 16. The reads ahead must cover the time the consumer is away. In `make bench` (medians of
+# 3) a 1 GiB proxied download then ran at 0.94-1.02x of raw sftp; a thread reading pieces ahead
+# of Starlette's (tried, removed) brought it down to 0.69-0.76x.
 READ_AHEAD_BYTES = 8 * 1024 * 1024
 # An upload keeps at most this many bytes of SFTP writes sent and not yet answered, as a
 # download does with its reads.
