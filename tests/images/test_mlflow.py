@@ -179,6 +179,27 @@ def test_an_artifact_larger_than_the_servers_tmp_goes_both_ways(
     assert file_sha256(Path(local)) == file_sha256(big)
 
 
+def basic_auth(server: Mlflow) -> str:
+    """The Authorization header line of the server's admin, for hand-written requests."""
+    token = base64.b64encode(":".join(server.auth).encode()).decode()
+    return f"Authorization: Basic {token}\r\n"
+
+
+def raw_exchange(server: Mlflow, request: bytes, wait: float = 5) -> bytes:
+    """Send ``request`` as written on one new connection and return every byte the server
+    sends back until it closes or stays silent for ``wait`` seconds."""
+    answers = b""
+    with socket.create_connection(("127.0.0.1", server.container.host_port(5000))) as raw:
+        raw.settimeout(wait)
+        raw.sendall(request)
+        try:
+            while data := raw.recv(65536):
+                answers += data
+        except TimeoutError:
+            pass  # the connection stayed open: every answer has come by now
+    return answers
+
+
 def artifact_url(server: Mlflow, run: dict, name: str = "") -> str:
     path = f"{run['experiment_id']}/{run['run_id']}/artifacts"
     return f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{path}" + (f"/{name}" if name else "")
@@ -203,10 +224,9 @@ def test_an_upload_the_client_cuts_short_leaves_nothing(
     # The request promises 8 MiB, sends 1 MiB and hangs up: a lost laptop connection.
     url = artifact_url(mlflow_server, logged_run, "cut.bin")
     path = urllib.parse.urlsplit(url).path
-    token = base64.b64encode(":".join(mlflow_server.auth).encode()).decode()
     with socket.create_connection(("127.0.0.1", mlflow_server.container.host_port(5000))) as raw:
         raw.sendall(
-            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{basic_auth(mlflow_server)}"
             f"Content-Length: {8 * 1024 * 1024}\r\n\r\n".encode()
         )
         raw.sendall(os.urandom(1024 * 1024))
@@ -219,6 +239,28 @@ def test_an_upload_the_client_cuts_short_leaves_nothing(
         time.sleep(1)
     assert left == [], f"the cut upload left {left}"
     assert "cut.bin" not in {a.path for a in client.list_artifacts(logged_run["run_id"])}
+
+
+@pytest.mark.parametrize("credentials", ["none", "wrong-password"])
+def test_an_upload_without_valid_credentials_is_refused_before_its_body_is_read(
+    mlflow_server: Mlflow, logged_run: dict, sftp: Sftp, credentials: str
+) -> None:
+    """A stranger announces a 1 GiB artifact and sends only the headers: the server answers 401
+    at once, without waiting for (or joining, mlops_kit_app/bodies.py) any of the body, and
+    nothing lands on SFTP."""
+    path = urllib.parse.urlsplit(artifact_url(mlflow_server, logged_run, "stranger.bin")).path
+    auth = ""
+    if credentials == "wrong-password":
+        token = base64.b64encode(f"{mlflow_server.auth[0]}:not-the-password".encode()).decode()
+        auth = f"Authorization: Basic {token}\r\n"
+    request = (
+        f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {1024**3}\r\n\r\n"
+    ).encode()
+    # The body never comes: a server that waited for it would send nothing.
+    answer = raw_exchange(mlflow_server, request, wait=10)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    run_dir = f"/data/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
+    assert sftp.container.exec("find", run_dir, "-name", "*stranger.bin*").split() == []
 
 
 def test_requests_without_credentials_are_refused(mlflow_server: Mlflow) -> None:
@@ -245,19 +287,12 @@ def test_only_allowed_host_headers_are_served(mlflow_server: Mlflow) -> None:
 
 def status_with_hosts(server: Mlflow, hosts: list[str]) -> bytes:
     """The status line of an authenticated search sent with these Host headers, in order."""
-    token = base64.b64encode(":".join(server.auth).encode()).decode()
     head = "".join(f"Host: {host}\r\n" for host in hosts)
     request = (
         f"GET /api/2.0/mlflow/experiments/search?max_results=1 HTTP/1.1\r\n{head}"
-        f"Authorization: Basic {token}\r\nConnection: close\r\n\r\n"
+        f"{basic_auth(server)}Connection: close\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", server.container.host_port(5000))) as raw:
-        raw.settimeout(10)
-        raw.sendall(request.encode())
-        answer = b""
-        while data := raw.recv(65536):
-            answer += data
-    return answer.split(b"\r\n", 1)[0]
+    return raw_exchange(server, request.encode(), wait=10).split(b"\r\n", 1)[0]
 
 
 @pytest.mark.parametrize("order", ["foreign-first", "foreign-last"])
@@ -301,23 +336,13 @@ def send_with_hidden_request(server: Mlflow, framing: str) -> tuple[bytes, str]:
     """Send a request with a hidden "create experiment" (valid credentials, so that running it
     would show); the answers on the connection and the experiment's name."""
     name = f"smuggled-{framing}-{uuid.uuid4().hex[:8]}"
-    token = base64.b64encode(":".join(server.auth).encode()).decode()
     payload = json.dumps({"name": name}).encode()
     hidden = (
         f"POST /api/2.0/mlflow/experiments/create HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Basic {token}\r\nContent-Type: application/json\r\n"
+        f"{basic_auth(server)}Content-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     ).encode() + payload
-    answers = b""
-    with socket.create_connection(("127.0.0.1", server.container.host_port(5000))) as raw:
-        raw.settimeout(5)
-        raw.sendall(smuggling_request(framing, hidden))
-        try:
-            while data := raw.recv(65536):
-                answers += data
-        except TimeoutError:
-            pass  # the connection stayed open: every answer has come by now
-    return answers, name
+    return raw_exchange(server, smuggling_request(framing, hidden)), name
 
 
 def test_the_probe_sees_a_hidden_request_that_runs(
