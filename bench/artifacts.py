@@ -5,12 +5,10 @@ turn."""
 
 from __future__ import annotations
 
-import io
 import shutil
 import statistics
 import uuid
 from collections.abc import Mapping
-from contextlib import redirect_stdout
 from pathlib import Path
 
 from bench.report import Row, at_least
@@ -39,16 +37,13 @@ def run(
     with connection_env(connection):
         import mlflow
 
-        experiment = mlflow.MlflowClient().create_experiment(f"bench-artifacts-{uuid.uuid4()}")
-        with redirect_stdout(io.StringIO()), mlflow.start_run(experiment_id=experiment) as active:
-            pass
-        run_id = active.info.run_id
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment(f"bench-artifacts-{uuid.uuid4()}")
+        run_id = client.create_run(experiment).info.run_id
 
         def proxied(turn: int) -> None:
             # The same artifact name every turn: each upload replaces the one before.
-            seconds["up"].append(
-                timed(lambda: mlflow.MlflowClient().log_artifact(run_id, str(source)))
-            )
+            seconds["up"].append(timed(lambda: client.log_artifact(run_id, str(source))))
             target = workdir / f"artifact-down-{size_mib}-{turn}"
             seconds["down"].append(
                 timed(
@@ -81,6 +76,7 @@ def run(
                     side(turn)
         finally:
             remove_remote(connection, remote)
+            client.set_terminated(run_id)
     upload, download, put, get = (
         statistics.median(seconds[k]) for k in ("up", "down", "put", "get")
     )
