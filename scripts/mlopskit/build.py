@@ -9,13 +9,19 @@ The MLflow image installs images/mlflow/requirements.lock; at another MLflow ver
 (MLFLOW_VERSION=…, e.g. to rehearse an upgrade from an older release) a lock resolved for that
 version (lock.mlflow_lock, cached by version). Extra CA certificates of the build host are
 handed to the MLflow build so pip works behind TLS-intercepting proxies and private mirrors.
+
+Builds from one work tree take turns (BUILD_TURNS): they stage files into the build context
+(.build-ca/, .build-lock/), and `make test` runs suites side by side that each build images.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .base_image import SUITE, ensure_base_image, registry_base_image
@@ -28,6 +34,20 @@ IMAGES_DIR = REPO_ROOT / "images"
 HOST_EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Where an MLflow build at another version finds its lock (inside the build context).
 STAGED_LOCK = IMAGES_DIR / "mlflow" / ".build-lock" / "requirements.lock"
+BUILD_TURNS = REPO_ROOT / "build" / "image-build.lock"
+
+
+@contextmanager
+def build_turn(lock_file: Path = BUILD_TURNS) -> Iterator[None]:
+    """Hold the work tree's image-build lock: one build at a time stages the build context."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as turn:
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another image build of this work tree (lock: {lock_file})")
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        yield
 
 
 def stage_extra_ca(source: Path, target: Path) -> int:
@@ -99,11 +119,12 @@ def build_all(
     suites = {name: images.debian_suite(name) for name in names}  # fails before any build
     ensure_engine()
     extra_ca = Path(os.environ.get("EXTRA_CA_DIR") or HOST_EXTRA_CA_DIR)
-    copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")
-    log(f"{copied} extra CA certificate(s) from {extra_ca}")
-    bases: dict[str, str] = {}
-    for name in names:
-        extra = stage_mlflow_lock(images.mlflow_version) if name == "mlflow" else {}
-        seconds = build_image(images, name, base_for(suites[name], bases), extra)
-        log(f"built {images.ref(name)} on Debian {suites[name]} in {seconds:.0f}s")
+    with build_turn():
+        copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")
+        log(f"{copied} extra CA certificate(s) from {extra_ca}")
+        bases: dict[str, str] = {}
+        for name in names:
+            extra = stage_mlflow_lock(images.mlflow_version) if name == "mlflow" else {}
+            seconds = build_image(images, name, base_for(suites[name], bases), extra)
+            log(f"built {images.ref(name)} on Debian {suites[name]} in {seconds:.0f}s")
     return images

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from pathlib import Path
 
 import pytest
 from mlopskit.base_image import host_debian_mirror
-from mlopskit.build import stage_extra_ca
+from mlopskit.build import build_turn, stage_extra_ca
 from mlopskit.lock import mlflow_lock, requirements_for
 from mlopskit.shell import CommandError
 from mlopskit.versions import REPO_ROOT, VersionError, image_set, read_env_file
@@ -183,3 +184,20 @@ def test_another_mlflow_lock_comes_from_the_cache_by_version_and_inputs(tmp_path
     cached = tmp_path / f"mlflow-3.16.1-{key}.lock"
     cached.write_text("mlflow==3.16.1\n")
     assert mlflow_lock("3.16.1", cache=tmp_path) == cached
+
+
+def test_image_builds_of_one_work_tree_take_turns(tmp_path: Path) -> None:
+    """A second build waits while the first stages its build context, then goes on."""
+    lock_file = tmp_path / "build" / "image-build.lock"
+    second_started = threading.Event()
+
+    def second_build() -> None:
+        with build_turn(lock_file):
+            second_started.set()
+
+    with build_turn(lock_file):
+        waiting = threading.Thread(target=second_build)
+        waiting.start()
+        assert not second_started.wait(0.5), "a second build ran during the first"
+    assert second_started.wait(10), "the second build never got its turn"
+    waiting.join()
