@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,20 @@ def test_only_jumps_to_the_clusters_chains_are_removed():
     assert not host._jumps_to_owned(["-A", "FORWARD", "-o", "KUBE-looking-iface", "-j", "ACCEPT"])
 
 
+def started_sleep() -> subprocess.Popen:
+    """`sleep 60`, returned once it runs as sleep: right after the fork, its command line is
+    still the forking Python's, which a pid check rightly does not take for `sleep 60`."""
+    process = subprocess.Popen(["sleep", "60"])
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while cmdline.read_bytes() != b"sleep\x0060\x00" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process
+
+
 def test_a_stale_pid_file_never_names_someone_elses_process(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "RUN_DIR", tmp_path)
-    stranger = subprocess.Popen(["sleep", "60"])
+    stranger = started_sleep()
     try:
         (tmp_path / "kubelet.pid").write_text(f"{stranger.pid}\n/var/cache/kubelet --config\n")
         assert node.running_pid("kubelet") is None
