@@ -10,24 +10,22 @@ The MLflow image installs images/mlflow/requirements.lock; at another MLflow ver
 version (lock.mlflow_lock, cached by version). Extra CA certificates of the build host are
 handed to the MLflow build so pip works behind TLS-intercepting proxies and private mirrors.
 
-Builds from one work tree take turns (BUILD_TURNS): they stage files into the build context
-(.build-ca/, .build-lock/), and `make test` runs suites side by side that each build images.
+Builds from one work tree take turns (BUILD_TURNS): each stages files into the build context
+(.build-ca/, .build-lock/) that another would replace under it, and two `make deploy` of
+different environments may both build missing images.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .base_image import SUITE, ensure_base_image, registry_base_image
 from .engine import ensure_engine
 from .lock import mlflow_lock
-from .shell import log, run
+from .shell import log, run, taking_turns
 from .versions import IMAGE_NAMES, REPO_ROOT, ImageSet, image_set, pinned_mlflow_version
 
 IMAGES_DIR = REPO_ROOT / "images"
@@ -35,19 +33,6 @@ HOST_EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Where an MLflow build at another version finds its lock (inside the build context).
 STAGED_LOCK = IMAGES_DIR / "mlflow" / ".build-lock" / "requirements.lock"
 BUILD_TURNS = REPO_ROOT / "build" / "image-build.lock"
-
-
-@contextmanager
-def build_turn(lock_file: Path = BUILD_TURNS) -> Iterator[None]:
-    """Hold the work tree's image-build lock: one build at a time stages the build context."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("w") as turn:
-        try:
-            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another image build of this work tree (lock: {lock_file})")
-            fcntl.flock(turn, fcntl.LOCK_EX)
-        yield
 
 
 def stage_extra_ca(source: Path, target: Path) -> int:
@@ -119,7 +104,7 @@ def build_all(
     suites = {name: images.debian_suite(name) for name in names}  # fails before any build
     ensure_engine()
     extra_ca = Path(os.environ.get("EXTRA_CA_DIR") or HOST_EXTRA_CA_DIR)
-    with build_turn():
+    with taking_turns(BUILD_TURNS, "another image build of this work tree"):
         copied = stage_extra_ca(extra_ca, IMAGES_DIR / "mlflow" / ".build-ca")
         log(f"{copied} extra CA certificate(s) from {extra_ca}")
         bases: dict[str, str] = {}

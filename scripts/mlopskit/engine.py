@@ -6,14 +6,13 @@ background ``dockerd``; anywhere else we stop and say what to install.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from .shell import CommandError, log, run, succeeds
+from .shell import CommandError, log, run, succeeds, taking_turns
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 DOCKERD_LOG = Path("/var/log/mlops-kit-dockerd.log")
@@ -44,10 +43,8 @@ APT_TURNS = Path("/run/lock/mlops-kit-apt.lock")
 
 def apt_get(*args: str, cwd: Path | None = None) -> None:
     """apt-get ARGS as root, one of our apt calls at a time, waiting for dpkg's lock."""
-    APT_TURNS.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with APT_TURNS.open("w") as turn:
-        fcntl.flock(turn, fcntl.LOCK_EX)
+    with taking_turns(APT_TURNS, "another apt-get of this tool"):
         run(["apt-get", *APT_LOCK_WAIT, *args], env=env, cwd=cwd)
 
 

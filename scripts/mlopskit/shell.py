@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class CommandError(RuntimeError):
@@ -53,3 +56,17 @@ def succeeds(args: Sequence[str]) -> bool:
         ).returncode
         == 0
     )
+
+
+@contextmanager
+def taking_turns(lock_file: Path, waiting_for: str) -> Iterator[None]:
+    """Hold ``lock_file`` exclusively (flock) for the block; say what we wait for when another
+    process holds it. The lock goes with the process, so a killed holder never blocks."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as turn:
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for {waiting_for} (lock: {lock_file})")
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        yield

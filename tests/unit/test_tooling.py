@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from mlopskit.base_image import host_debian_mirror
-from mlopskit.build import build_turn, stage_extra_ca
+from mlopskit.build import stage_extra_ca
 from mlopskit.lock import mlflow_lock, requirements_for
-from mlopskit.shell import CommandError
+from mlopskit.shell import CommandError, taking_turns
 from mlopskit.versions import REPO_ROOT, VersionError, image_set, read_env_file
 
 
@@ -186,18 +186,21 @@ def test_another_mlflow_lock_comes_from_the_cache_by_version_and_inputs(tmp_path
     assert mlflow_lock("3.16.1", cache=tmp_path) == cached
 
 
-def test_image_builds_of_one_work_tree_take_turns(tmp_path: Path) -> None:
-    """A second build waits while the first stages its build context, then goes on."""
-    lock_file = tmp_path / "build" / "image-build.lock"
+def test_a_second_holder_waits_for_its_turn_and_says_for_what(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Image builds, apt calls and the cluster build take turns with this one helper."""
+    lock_file = tmp_path / "build" / "turns.lock"
     second_started = threading.Event()
 
-    def second_build() -> None:
-        with build_turn(lock_file):
+    def second_holder() -> None:
+        with taking_turns(lock_file, "the first holder"):
             second_started.set()
 
-    with build_turn(lock_file):
-        waiting = threading.Thread(target=second_build)
+    with taking_turns(lock_file, "nobody"):
+        waiting = threading.Thread(target=second_holder)
         waiting.start()
-        assert not second_started.wait(0.5), "a second build ran during the first"
-    assert second_started.wait(10), "the second build never got its turn"
+        assert not second_started.wait(0.5), "the second holder ran during the first"
+    assert second_started.wait(10), "the second holder never got its turn"
     waiting.join()
+    assert f"waiting for the first holder (lock: {lock_file})" in capsys.readouterr().err

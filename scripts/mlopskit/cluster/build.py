@@ -9,7 +9,6 @@ a second ``make cluster`` and every fresh clone on the same machine reuse it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import apt_get, apt_install
-from ..shell import CommandError, log, run
+from ..shell import CommandError, log, run, taking_turns
 from . import config
 
 # Bump when the recipe below changes in a way the other inputs do not show.
@@ -220,10 +219,7 @@ def cached_build() -> Path:
     out = config.CACHE_ROOT / inputs_hash(spec)
     if (out / "complete").exists():
         return out
-    config.CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with (config.CACHE_ROOT / "build.lock").open("w") as lock:
-        log(f"waiting for the build lock {config.CACHE_ROOT / 'build.lock'}")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with taking_turns(config.CACHE_ROOT / "build.lock", "another build of the cluster binaries"):
         if (out / "complete").exists():
             return out
         log(f"building Kubernetes server binaries into {out} (about 12 min on 2 cores)")
