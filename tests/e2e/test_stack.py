@@ -41,7 +41,7 @@ from tests.e2e.e2e_support import (
     recap_changed,
     run,
 )
-from tests.support.hostile import OTHER_USERS, assert_unreadable
+from tests.support.hostile import OTHER_USERS, assert_unreadable, watched_command_lines
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / E2E_ENV
 BUILD_DIR = REPO_ROOT / "build" / E2E_ENV
@@ -101,11 +101,20 @@ def check_persistence():
 
 
 def test_cold_deploy(timings):
-    result = make("deploy", ENV=E2E_ENV)
+    with watched_command_lines() as command_lines:
+        result = make("deploy", ENV=E2E_ENV)
     assert result.returncode == 0, result.explain()
     timings["cold deploy"] = result.seconds
     password = (BUILD_DIR / "secrets" / "mlflow_admin_password").read_text().strip()
     assert password not in result.output, "make deploy printed the admin password"
+    # Another user of the host reads every command line: the deploy (Ansible's modules, the
+    # Docker calls) passes the secrets it generates in files and pipes, never as arguments.
+    assert any("ansible/deploy.yml" in line for line in command_lines), "the watcher saw no deploy"
+    person_password = parse_connection_env(PERSON_FILE.read_text())["MLFLOW_TRACKING_PASSWORD"]
+    secrets = [person_password, *(f.read_text().strip() for f in (BUILD_DIR / "secrets").iterdir())]
+    for secret in (s for s in secrets if len(s) >= 16 and "\n" not in s):
+        leaked = [line[:120] for line in command_lines if secret in line]
+        assert leaked == [], f"a secret was on a command line: {leaked}"
     assert "MLFLOW_TRACKING_PASSWORD = ********" in result.output
     assert "MLflow UI at http://127.0.0.1:18500/" in result.output
     secret_files = [BUILD_DIR / "admin.env", PERSON_FILE, *(BUILD_DIR / "secrets").iterdir()]
