@@ -110,6 +110,9 @@ def test_cold_deploy(timings):
     # Another user of the host reads every command line: the deploy (Ansible's modules, the
     # Docker calls) passes the secrets it generates in files and pipes, never as arguments.
     assert any("ansible/deploy.yml" in line for line in command_lines), "the watcher saw no deploy"
+    # ansible/ansible.cfg's Mitogen strategy runs the modules inside one Python per host; the
+    # stock strategy starts an AnsiballZ_<module>.py per task (seen by the next test).
+    assert not [line for line in command_lines if "AnsiballZ_" in line], "Mitogen is not in use"
     person_password = parse_connection_env(PERSON_FILE.read_text())["MLFLOW_TRACKING_PASSWORD"]
     secrets = [person_password, *(f.read_text().strip() for f in (BUILD_DIR / "secrets").iterdir())]
     for secret in (s for s in secrets if len(s) >= 16 and "\n" not in s):
@@ -199,6 +202,19 @@ def test_second_deploy_changes_and_restarts_nothing(timings):
     assert container_states() == before, "a container was restarted or re-created"
     secrets_after = {p.name: p.read_bytes() for p in (BUILD_DIR / "secrets").iterdir()}
     assert secrets_after == secrets_before, "a later deploy must reuse the secrets"
+
+
+def test_the_roles_converge_the_same_under_ansibles_stock_strategy(monkeypatch):
+    """The roles do not depend on Mitogen: from playbooks without this ansible.cfg (its linear
+    strategy) a deploy of the converged stack changes and restarts nothing either."""
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
+    before = container_states()
+    with watched_command_lines() as command_lines:
+        result = make("deploy", ENV=E2E_ENV)
+    assert result.returncode == 0, result.explain()
+    assert [line for line in command_lines if "AnsiballZ_" in line], "not the stock strategy"
+    assert recap_changed(result.output) == {"localhost": 0}, result.explain()
+    assert container_states() == before, "a container was restarted or re-created"
 
 
 def test_changed_setting_restarts_only_what_it_affects():
